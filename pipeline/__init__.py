@@ -1,0 +1,1 @@
+"""The kubehunt Beam job: options, graph assembly and the `kubehunt` command line."""

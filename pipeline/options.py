@@ -1,0 +1,218 @@
+"""Command-line options of `kubehunt run` and the frozen, picklable configuration built from them.
+
+kubehunt's own flags are parsed here; anything else must be a standard Beam pipeline option
+(`--runner`, `--direct_num_workers`, ...) and is passed through. An unknown flag fails fast instead
+of being silently dropped by Beam.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from transforms.elasticsearch import DEFAULT_INDICES, EsSettings
+from transforms.hunts import HuntSettings
+from transforms.process import ProcessSettings
+from transforms.read import DEFAULT_CHUNK_LINES, DEFAULT_MAX_LINE_BYTES, expand_patterns
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot work; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    audit: tuple[str, ...] = ()
+    falco: tuple[str, ...] = ()
+    pods: str | None = None
+    output_dir: str | None = None
+    es: EsSettings = field(default_factory=EsSettings)
+    process: ProcessSettings = field(default_factory=ProcessSettings)
+    chunk_lines: int = DEFAULT_CHUNK_LINES
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+    correlation_window: timedelta = timedelta(minutes=30)
+    allowed_lateness: timedelta = timedelta(minutes=10)
+    assume_default_sa: bool = False
+    setup_destinations: bool = True
+    summary_json: str | None = None
+    streaming: bool = False
+
+
+def _duration(text: str) -> timedelta:
+    """`30m`, `90s`, `2h`, `1500ms` or plain seconds."""
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    for suffix in ("ms", "s", "m", "h"):
+        if text.endswith(suffix) and text[: -len(suffix)].replace(".", "", 1).isdigit():
+            return timedelta(seconds=float(text[: -len(suffix)]) * units[suffix])
+    if text.replace(".", "", 1).isdigit():
+        return timedelta(seconds=float(text))
+    raise argparse.ArgumentTypeError(f"{text!r} is not a duration (examples: 30m, 90s, 2h, 1500ms)")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} must be a positive integer")
+    return value
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+def add_es_arguments(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("Elasticsearch connection (secrets only from the environment or files)")
+    g.add_argument("--es-url", action="append", metavar="URL",
+                   help="Elasticsearch URL; repeat for several hosts (default: $KUBEHUNT_ES_URL, "
+                        "else http://127.0.0.1:9200)")
+    g.add_argument("--es-username", metavar="USER", help="basic-auth user; the password comes from "
+                   "$KUBEHUNT_ES_PASSWORD or --es-password-file")
+    g.add_argument("--es-password-file", metavar="FILE", help="file holding the basic-auth password")
+    g.add_argument("--es-api-key-file", metavar="FILE",
+                   help="file holding an API key (base64 id:key); default: $KUBEHUNT_ES_API_KEY")
+    g.add_argument("--es-bearer-token-file", metavar="FILE",
+                   help="file holding a bearer token; default: $KUBEHUNT_ES_BEARER_TOKEN")
+    g.add_argument("--es-ca-certs", metavar="FILE", help="CA bundle (PEM) to verify the server")
+    g.add_argument("--es-client-cert", metavar="FILE", help="client certificate (PEM) for mutual TLS")
+    g.add_argument("--es-client-key", metavar="FILE", help="client key (PEM) for mutual TLS")
+    g.add_argument("--es-verify-certs", action=argparse.BooleanOptionalAction, default=True,
+                   help="verify the server's TLS certificate (default: on)")
+    g.add_argument("--es-timeout", type=float, default=60.0, metavar="SECONDS", help="per-request timeout")
+    g.add_argument("--es-batch-docs", type=_positive_int, default=1000, metavar="N",
+                   help="documents per bulk request (default 1000)")
+    g.add_argument("--es-batch-bytes", type=_positive_int, default=5 * 1024 * 1024, metavar="BYTES",
+                   help="bytes per bulk request (default 5 MiB)")
+    g.add_argument("--es-retry-deadline", type=_duration, default=timedelta(minutes=5), metavar="DURATION",
+                   help="keep retrying 429/5xx/unreachable for this long before failing the bundle (default 5m)")
+    g.add_argument("--audit-index", default=DEFAULT_INDICES["audit"], metavar="NAME",
+                   help=f"destination of audit events (default {DEFAULT_INDICES['audit']})")
+    g.add_argument("--falco-index", default=DEFAULT_INDICES["falco"], metavar="NAME",
+                   help=f"destination of Falco alerts (default {DEFAULT_INDICES['falco']})")
+    g.add_argument("--incidents-index", default=DEFAULT_INDICES["incidents"], metavar="NAME",
+                   help=f"destination of incidents (default {DEFAULT_INDICES['incidents']})")
+    g.add_argument("--dead-letter-index", default=DEFAULT_INDICES["dead_letters"], metavar="NAME",
+                   help=f"destination of dead letters (default {DEFAULT_INDICES['dead_letters']})")
+
+
+def es_settings_from_args(args: argparse.Namespace) -> EsSettings:
+    hosts = tuple(args.es_url or [os.environ.get("KUBEHUNT_ES_URL") or "http://127.0.0.1:9200"])
+    for host in hosts:
+        if not host.startswith(("http://", "https://")):
+            raise ConfigError(f"--es-url {host!r} must start with http:// or https://")
+        if "@" in host.split("//", 1)[1].split("/", 1)[0]:
+            raise ConfigError("--es-url must not carry credentials (they would show in process listings); "
+                              "use --es-username with $KUBEHUNT_ES_PASSWORD, or an API key file")
+    for name in ("es_password_file", "es_api_key_file", "es_bearer_token_file", "es_ca_certs",
+                 "es_client_cert", "es_client_key"):
+        value = getattr(args, name)
+        if value and not os.path.isfile(value):
+            raise ConfigError(f"--{name.replace('_', '-')} {value}: no such file")
+    return EsSettings(
+        hosts=hosts, username=args.es_username, password_file=args.es_password_file,
+        api_key_file=args.es_api_key_file, bearer_token_file=args.es_bearer_token_file,
+        ca_certs=args.es_ca_certs, client_cert=args.es_client_cert, client_key=args.es_client_key,
+        verify_certs=args.es_verify_certs, request_timeout=args.es_timeout,
+        batch_docs=args.es_batch_docs, batch_bytes=args.es_batch_bytes,
+        retry_deadline=args.es_retry_deadline.total_seconds(),
+        indices=(("audit", args.audit_index), ("falco", args.falco_index),
+                 ("incidents", args.incidents_index), ("dead_letters", args.dead_letter_index)),
+    )
+
+
+def add_hunt_arguments(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("hunts")
+    defaults = HuntSettings()
+    g.add_argument("--hunts-dir", metavar="DIR", help="folder of hunt files (default: the shipped mappings/hunts)")
+    g.add_argument("--secret-reader-exclusions", type=_csv, default=defaults.secret_reader_exclusions,
+                   metavar="A,B", help="service-account name fragments that legitimately read secrets "
+                   f"(default {','.join(defaults.secret_reader_exclusions)})")
+    g.add_argument("--known-memfd-users", type=_csv, default=defaults.known_memfd_users, metavar="A,B",
+                   help="process names allowed to call memfd_create (default: none)")
+    g.add_argument("--known-debugger-procs", type=_csv, default=defaults.known_debugger_procs, metavar="A,B",
+                   help=f"process names allowed to ptrace (default {','.join(defaults.known_debugger_procs)})")
+
+
+def hunt_settings_from_args(args: argparse.Namespace) -> HuntSettings:
+    return HuntSettings(hunts_dir=args.hunts_dir, secret_reader_exclusions=tuple(args.secret_reader_exclusions),
+                        known_memfd_users=tuple(args.known_memfd_users),
+                        known_debugger_procs=tuple(args.known_debugger_procs))
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("inputs")
+    g.add_argument("--audit", nargs="+", action="extend", default=[], metavar="PATH",
+                   help="Kubernetes audit logs: files, globs, directories; .gz/.bz2/.zst read transparently")
+    g.add_argument("--falco", nargs="+", action="extend", default=[], metavar="PATH",
+                   help="Falco JSON alerts (json_output or syslog lines carrying JSON), same forms as --audit")
+    g.add_argument("--pods", metavar="FILE", help="pod inventory from `kubectl get pods -A -o json`, to resolve "
+                   "pod -> service account")
+    g.add_argument("--chunk-lines", type=_positive_int, default=DEFAULT_CHUNK_LINES, metavar="N",
+                   help=f"lines per work item (default {DEFAULT_CHUNK_LINES})")
+    g.add_argument("--max-line-bytes", type=_positive_int, default=DEFAULT_MAX_LINE_BYTES, metavar="BYTES",
+                   help="longer lines are dead-lettered (default 8 MiB)")
+    o = parser.add_argument_group("outputs")
+    o.add_argument("--output-dir", metavar="DIR", help="write NDJSON files (events*, incidents*, dead-letters*) "
+                   "instead of indexing into Elasticsearch")
+    o.add_argument("--summary-json", metavar="FILE", help="also write the run summary as JSON")
+    o.add_argument("--no-setup", dest="setup_destinations", action="store_false",
+                   help="do not install index templates before writing (they must already exist)")
+    c = parser.add_argument_group("correlation")
+    c.add_argument("--correlation-window", type=_duration, default=timedelta(minutes=30), metavar="DURATION",
+                   help="how long after a Falco alert the pod's service-account activity counts (default 30m)")
+    c.add_argument("--allowed-lateness", type=_duration, default=timedelta(minutes=10), metavar="DURATION",
+                   help="streaming: how late an event may arrive and still join (default 10m)")
+    c.add_argument("--assume-default-sa", action="store_true",
+                   help="an alert whose pod cannot be resolved is attributed to NS:default")
+    c.add_argument("--no-correlation", dest="correlate", action="store_false", help="skip the join")
+    add_hunt_arguments(parser)
+    add_es_arguments(parser)
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    if not args.audit and not args.falco:
+        raise ConfigError("nothing to read: give --audit PATH... and/or --falco PATH...")
+    if args.pods and not os.path.isfile(args.pods):
+        raise ConfigError(f"--pods {args.pods}: no such file")
+    if args.correlation_window <= timedelta(0):
+        raise ConfigError("--correlation-window must be positive")
+    return RunConfig(
+        audit=tuple(expand_patterns(args.audit)), falco=tuple(expand_patterns(args.falco)), pods=args.pods, output_dir=args.output_dir,
+        es=es_settings_from_args(args),
+        process=ProcessSettings(mapping_dir=None, hunts=hunt_settings_from_args(args), correlate=args.correlate),
+        chunk_lines=args.chunk_lines, max_line_bytes=args.max_line_bytes,
+        correlation_window=args.correlation_window, allowed_lateness=args.allowed_lateness,
+        assume_default_sa=args.assume_default_sa, setup_destinations=args.setup_destinations,
+        summary_json=args.summary_json,
+    )
+
+
+def _beam_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    seen: set[type] = set()
+    stack = [PipelineOptions]
+    while stack:
+        cls = stack.pop()
+        for sub in cls.__subclasses__():
+            if sub not in seen:
+                seen.add(sub)
+                stack.append(sub)
+    for cls in seen:
+        try:
+            cls._add_argparse_args(parser)
+        except argparse.ArgumentError:
+            pass  # options registered by two classes
+    return parser
+
+
+def beam_options(extra: list[str]) -> PipelineOptions:
+    """The pass-through Beam options; an unknown flag is a configuration error, not a warning."""
+    _, unknown = _beam_parser().parse_known_args(extra)
+    unknown = [u for u in unknown if u.startswith("-")]
+    if unknown:
+        raise ConfigError(f"unknown option(s): {' '.join(unknown)} (see `kubehunt run --help`; "
+                          "Beam pipeline options such as --runner are passed through)")
+    options = PipelineOptions(extra)
+    return options

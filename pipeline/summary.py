@@ -1,0 +1,99 @@
+"""The end-of-run summary: read from Beam counters, printed on stderr and optionally written as JSON.
+
+The books must balance: every record read (an event, or a line that could not become one) ends up
+either written (indexed, or already present from an earlier run) or dead-lettered.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from apache_beam.metrics.metric import MetricsFilter
+
+from transforms.records import METRICS_NAMESPACE, SOURCES
+
+
+@dataclass
+class Summary:
+    counters: dict[str, int]
+    elapsed_s: float
+    sink: str
+    extra: dict = field(default_factory=dict)
+
+    def get(self, name: str) -> int:
+        return int(self.counters.get(name, 0))
+
+    def by_prefix(self, prefix: str) -> dict[str, int]:
+        return {k[len(prefix):]: v for k, v in sorted(self.counters.items()) if k.startswith(prefix)}
+
+    def as_dict(self) -> dict:
+        lines_read = {s: self.get(f"lines_read.{s}") for s in SOURCES}
+        events = {s: self.get(f"events.{s}") for s in SOURCES}
+        dead_input = {stage: self.get(f"dead.{stage}") for stage in ("read", "parse", "normalise", "serialise")}
+        written = {s: self.get(f"written.{s}") for s in SOURCES}
+        present = {s: self.get(f"present.{s}") for s in SOURCES}
+        dead_index = {s: self.get(f"dead.index.{s}") for s in SOURCES}
+        records_read = sum(events.values()) + sum(dead_input.values())
+        accounted = sum(written.values()) + sum(present.values()) + sum(dead_index.values()) + sum(dead_input.values())
+        total_events = sum(events.values())
+        return {
+            "sink": self.sink,
+            "files_read": {s: self.get(f"files_read.{s}") for s in SOURCES},
+            "lines_read": lines_read,
+            "blank_lines_skipped": {s: self.get(f"blank_lines.{s}") for s in SOURCES},
+            "events": events,
+            "hunts": self.by_prefix("hunt."),
+            "incidents": {
+                "written": self.get("written.incidents") + self.get("present.incidents"),
+                "confirmed": self.get("incidents.confirmed"),
+                "candidates": self.get("incidents.total"),
+                "unresolved_alerts": self.get("alerts.unresolved"),
+                "sa_sources": self.by_prefix("incidents.sa_source."),
+            },
+            "dead_letters": {**dead_input, "index": sum(dead_index.values()),
+                             "written": self.get("written.dead_letters")},
+            "written": {"indexed": written, "already_present": present},
+            "records_read": records_read,
+            "records_accounted": accounted,
+            "balanced": records_read == accounted,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "events_per_s": round(total_events / self.elapsed_s, 1) if self.elapsed_s > 0 else None,
+            **self.extra,
+        }
+
+    def render(self) -> str:
+        d = self.as_dict()
+        fmt = lambda m: "  ".join(f"{k} {v:,}" for k, v in m.items()) or "none"  # noqa: E731
+        inc = d["incidents"]
+        lines = [
+            "kubehunt run summary",
+            f"  sink              {d['sink']}",
+            f"  files read        {fmt(d['files_read'])}",
+            f"  lines read        {fmt(d['lines_read'])}   (blank lines skipped: {sum(d['blank_lines_skipped'].values()):,})",
+            f"  events            {fmt(d['events'])}",
+            f"  hunts             {fmt(d['hunts'])}",
+            f"  incidents         {inc['written']:,} written ({inc['confirmed']:,} confirmed); "
+            f"unresolved alerts {inc['unresolved_alerts']:,}",
+            f"  dead letters      {fmt({k: v for k, v in d['dead_letters'].items() if k != 'written'})}",
+            f"  written           indexed: {fmt(d['written']['indexed'])}; already present: "
+            f"{fmt(d['written']['already_present'])}",
+            f"  books             read {d['records_read']:,} = written + dead {d['records_accounted']:,}: "
+            + ("balanced" if d["balanced"] else "NOT BALANCED"),
+            f"  elapsed           {d['elapsed_s']:.1f} s, {d['events_per_s'] or 0:,.0f} events/s",
+        ]
+        return "\n".join(lines)
+
+    def write_json(self, path: str) -> None:
+        with open(path, "w", encoding="utf-8") as fh:
+            json.dump(self.as_dict(), fh, indent=2, sort_keys=True)
+            fh.write("\n")
+
+
+def counters_from_result(result) -> dict[str, int]:
+    """All kubehunt counters of a finished pipeline, committed values (attempted when not supported)."""
+    query = result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))
+    out: dict[str, int] = {}
+    for counter in query["counters"]:
+        value = counter.committed if counter.committed is not None else counter.attempted
+        out[counter.key.metric.name] = out.get(counter.key.metric.name, 0) + int(value or 0)
+    return out

@@ -1,0 +1,52 @@
+"""Shared fixtures: the real Elasticsearch node, the third-party samples, pipeline helpers.
+
+Elasticsearch tests run against a real node: `KUBEHUNT_ES_URL` when it is set and answers, else the
+project's own `scripts/elasticsearch.sh start` (idempotent; installs on first use). If neither works
+the tests fail with the script's message: they never pass without the real server.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("KUBEHUNT_SHARED_DATA", ROOT.parent / "shared" / "data"))
+ES_SCRIPT = ROOT / "scripts" / "elasticsearch.sh"
+
+
+def shared(*parts: str) -> Path:
+    """A path in ../shared/data; skips the test (with the reason) when the folder is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"third-party samples not found at {SHARED_DATA} (set KUBEHUNT_SHARED_DATA)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def es_url() -> str:
+    url = os.environ.get("KUBEHUNT_ES_URL")
+    if url:
+        return url
+    proc = subprocess.run(["bash", str(ES_SCRIPT), "start"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.fail(f"could not start the local Elasticsearch:\n{proc.stderr[-3000:]}")
+    return subprocess.run(["bash", str(ES_SCRIPT), "url"], capture_output=True, text=True, check=True).stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def es(es_url):
+    from elasticsearch import Elasticsearch
+
+    client = Elasticsearch(es_url, request_timeout=60)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def unique_name() -> str:
+    """A short unique lowercase token for index / data-stream names of one test."""
+    return uuid.uuid4().hex[:10]
