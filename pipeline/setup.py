@@ -12,6 +12,25 @@ class SetupError(EsConfigError):
     """The cluster cannot take our documents; the message says what to fix."""
 
 
+def install_templates(client) -> list[str]:
+    """Install every component template (mappings/templates/component/*.json) then every index
+    template (mappings/templates/index/*.json); the file stem is the template name. Idempotent."""
+    import json
+
+    import mappings
+
+    installed = []
+    for kind in ("component", "index"):
+        for file in sorted(mappings.path("templates", kind).glob("*.json")):
+            body = json.loads(file.read_text())
+            if kind == "component":
+                client.cluster.put_component_template(name=file.stem, **body)
+            else:
+                client.indices.put_index_template(name=file.stem, **body)
+            installed.append(f"{kind}:{file.stem}")
+    return installed
+
+
 def ensure_destinations(settings: EsSettings) -> dict:
     from elasticsearch import ConnectionError as EsConnectionError
 
