@@ -9,7 +9,9 @@ lines already read from a truncated file are kept.
 """
 from __future__ import annotations
 
+import bz2
 import gzip
+import io
 import os
 import zlib
 from typing import Iterable, Iterator
@@ -74,6 +76,42 @@ def iter_lines(fileobj, max_line_bytes: int) -> Iterator[tuple[int, bytes | None
         yield number, line, b""
 
 
+class _RawAdapter(io.RawIOBase):
+    """Beam's (compressed) file handles have no `readline(limit)`; a BufferedReader over this has."""
+
+    def __init__(self, handle):
+        self._handle = handle
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self._handle.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._handle.close()
+        super().close()
+
+
+class _ClosingBoth:
+    """A decoder over a handle it does not own: closing it closes both."""
+
+    def __init__(self, decoder, handle):
+        self._decoder, self._handle = decoder, handle
+        self.readline = decoder.readline
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            self._decoder.close()
+        finally:
+            self._handle.close()
+
+
 def open_input(path: str):
     """Open by extension (AUTO); gzip content without a .gz name is sniffed by its magic bytes."""
     compression = CompressionTypes.detect_compression_type(path)
@@ -81,7 +119,14 @@ def open_input(path: str):
         with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as probe:
             if probe.read(2) == _GZIP_MAGIC:
                 compression = CompressionTypes.GZIP
-    return FileSystems.open(path, compression_type=compression)
+    if compression in (CompressionTypes.GZIP, CompressionTypes.BZIP2):
+        # Python's own decoders (not Beam's) so that a truncated archive raises EOFError instead of
+        # ending quietly: a half-written rotation must show up as a dead letter, not as a short day.
+        raw = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+        # Both have readline(limit) and buffer in small blocks, so lines before the cut are kept.
+        decoder = gzip.GzipFile(fileobj=raw) if compression == CompressionTypes.GZIP else bz2.BZ2File(raw)
+        return _ClosingBoth(decoder, raw)
+    return io.BufferedReader(_RawAdapter(FileSystems.open(path, compression_type=compression)), 1 << 20)
 
 
 def _file_path(metadata):
