@@ -11,6 +11,8 @@ Counters: ``events.<source>`` (documents made), ``dead.parse``, ``dead.normalise
 """
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass, field
 
 import apache_beam as beam
@@ -21,6 +23,9 @@ from transforms import correlate, hunts
 from transforms.ecs import NormaliseError, Normaliser
 from transforms.parse import ParseError, records
 from transforms.records import CORRELATION, DEAD_LETTER, METRICS_NAMESPACE, SOURCES, dead_letter
+
+log = logging.getLogger("kubehunt.progress")
+PROGRESS_EVERY_S = 15.0
 
 
 @dataclass(frozen=True)
@@ -42,9 +47,17 @@ class ProcessChunkFn(beam.DoFn):
         self._normaliser = Normaliser(self._settings.mapping_dir)
         self._catalogue = hunts.load_catalogue(self._settings.hunts)
         self._events = {s: Metrics.counter(METRICS_NAMESPACE, f"events.{s}") for s in SOURCES}
-        self._dead_parse = Metrics.counter(METRICS_NAMESPACE, "dead.parse")
-        self._dead_normalise = Metrics.counter(METRICS_NAMESPACE, "dead.normalise")
+        self._dead_counters: dict[str, object] = {}
         self._hunt_counters: dict[str, object] = {}
+        # Progress for long runs: each worker logs its own running totals every PROGRESS_EVERY_S.
+        self._started = self._last_report = time.monotonic()
+        self._done = 0
+
+    def _dead_counter(self, stage: str):
+        counter = self._dead_counters.get(stage)
+        if counter is None:
+            counter = self._dead_counters[stage] = Metrics.counter(METRICS_NAMESPACE, f"dead.{stage}")
+        return counter
 
     def _hunt_counter(self, hunt_id: str):
         counter = self._hunt_counters.get(hunt_id)
@@ -86,10 +99,16 @@ class ProcessChunkFn(beam.DoFn):
                     continue
                 out.append((source, doc["event"]["id"], body))
         self._events[source].inc(len(out))
+        self._done += len(lines)
+        now = time.monotonic()
+        if now - self._last_report >= PROGRESS_EVERY_S:
+            self._last_report = now
+            log.info("progress: %s lines processed by this worker (%.0f lines/s), now in %s",
+                     f"{self._done:,}", self._done / (now - self._started), origin)
         for hunt_id, count in hunt_hits.items():
             self._hunt_counter(hunt_id).inc(count)
         for letter in dead:
-            (self._dead_parse if letter["kubehunt"]["dead_letter"]["stage"] == "parse" else self._dead_normalise).inc()
+            self._dead_counter(letter["kubehunt"]["dead_letter"]["stage"]).inc()
             yield beam.pvalue.TaggedOutput(DEAD_LETTER, letter)
         for element in correlation:
             yield beam.pvalue.TaggedOutput(CORRELATION, element)
