@@ -85,6 +85,8 @@ def add_es_arguments(parser: argparse.ArgumentParser) -> None:
                    help="documents per bulk request (default 1000)")
     g.add_argument("--es-batch-bytes", type=_positive_int, default=5 * 1024 * 1024, metavar="BYTES",
                    help="bytes per bulk request (default 5 MiB)")
+    g.add_argument("--es-concurrency", type=_positive_int, default=2, metavar="N",
+                   help="bulk requests in flight per worker (default 2)")
     g.add_argument("--es-retry-deadline", type=_duration, default=timedelta(minutes=5), metavar="DURATION",
                    help="keep retrying 429/5xx/unreachable for this long before failing the bundle (default 5m)")
     g.add_argument("--audit-index", default=DEFAULT_INDICES["audit"], metavar="NAME",
@@ -115,7 +117,7 @@ def es_settings_from_args(args: argparse.Namespace) -> EsSettings:
         api_key_file=args.es_api_key_file, bearer_token_file=args.es_bearer_token_file,
         ca_certs=args.es_ca_certs, client_cert=args.es_client_cert, client_key=args.es_client_key,
         verify_certs=args.es_verify_certs, request_timeout=args.es_timeout,
-        batch_docs=args.es_batch_docs, batch_bytes=args.es_batch_bytes,
+        batch_docs=args.es_batch_docs, batch_bytes=args.es_batch_bytes, concurrency=args.es_concurrency,
         retry_deadline=args.es_retry_deadline.total_seconds(),
         indices=(("audit", args.audit_index), ("falco", args.falco_index),
                  ("incidents", args.incidents_index), ("dead_letters", args.dead_letter_index)),
