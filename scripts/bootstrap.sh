@@ -18,8 +18,12 @@ stamp="$VENV/.kubehunt-installed"
 want=$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "bootstrap: installing kubehunt and its dependencies into $VENV" >&2
-  "$VENV/bin/python" -m pip install --quiet --upgrade pip >&2 || true
-  "$VENV/bin/python" -m pip install --quiet -e "$ROOT[test]" >&2
+  log="$VENV/pip-install.log"
+  if ! "$VENV/bin/python" -m pip install -e "$ROOT[test]" >"$log" 2>&1; then
+    tail -n 40 "$log" >&2
+    echo "bootstrap: pip install failed (full log: $log)" >&2
+    exit 1
+  fi
   echo "$want" > "$stamp"
 fi
 
