@@ -12,7 +12,11 @@
 #   KUBEHUNT_ES_INSTANCE  instance name: config/data/logs under $KUBEHUNT_ES_HOME/instances/NAME
 #   KUBEHUNT_ES_SECURE    1: TLS (self-signed CA made here) + password for user `elastic`
 #                         (written to instances/NAME/elastic-password, CA to instances/NAME/certs/ca.crt)
+#                         A client certificate signed by that CA is made too (certs/client.crt,
+#                         certs/client.key) and the node asks for one (client_authentication:
+#                         optional): a presented certificate must verify, else the TLS handshake fails.
 #   KUBEHUNT_ES_HEAP      max heap (default 1g; min heap is 512m)
+#   KUBEHUNT_ES_EXTRA_CONFIG  extra elasticsearch.yml lines (e.g. "thread_pool.write.queue_size: 1")
 #   KUBEHUNT_ES_URL       if set and reachable, `start` uses that cluster and installs nothing
 set -euo pipefail
 
@@ -129,6 +133,7 @@ xpack.security.http.ssl.enabled: true
 xpack.security.http.ssl.key: certs/node.key
 xpack.security.http.ssl.certificate: certs/node.crt
 xpack.security.http.ssl.certificate_authorities: [certs/ca.crt]
+xpack.security.http.ssl.client_authentication: optional
 xpack.security.transport.ssl.enabled: false"
   fi
   cat > "$INST_DIR/config/elasticsearch.yml" <<YML
@@ -148,6 +153,7 @@ action.destructive_requires_name: false
 # A nearly full disk must not turn the test indices read-only half-way through a run.
 cluster.routing.allocation.disk.threshold_enabled: false
 $security
+${KUBEHUNT_ES_EXTRA_CONFIG:-}
 YML
   printf -- '-Xms512m\n-Xmx%s\n' "$HEAP" > "$INST_DIR/config/jvm.options.d/kubehunt-heap.options"
   if [ "$SECURE" = 1 ] && [ ! -f "$INST_DIR/elastic-password" ]; then
@@ -163,8 +169,8 @@ YML
 
 make_certs() {
   local d=$INST_DIR/config/certs
-  [ -f "$d/node.crt" ] && return 0
   command -v openssl >/dev/null || die "KUBEHUNT_ES_SECURE=1 needs openssl to make a self-signed CA"
+  [ -f "$d/node.crt" ] && { make_client_cert; return 0; }
   mkdir -p "$d"
   openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=kubehunt-test-ca" \
     -keyout "$d/ca.key" -out "$d/ca.crt" 2>/dev/null
@@ -173,6 +179,19 @@ make_certs() {
   openssl x509 -req -in "$d/node.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial -days 3650 \
     -extfile "$d/ext.cnf" -out "$d/node.crt" 2>/dev/null
   mkdir -p "$INST_DIR/certs" && cp "$d/ca.crt" "$INST_DIR/certs/ca.crt"
+  make_client_cert
+}
+
+# A client certificate signed by the same CA, for tests of mutual TLS.
+make_client_cert() {
+  local d=$INST_DIR/config/certs c=$INST_DIR/certs
+  [ -f "$c/client.crt" ] && return 0
+  mkdir -p "$c"
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=kubehunt-client" -keyout "$c/client.key" -out "$c/client.csr" 2>/dev/null
+  openssl x509 -req -in "$c/client.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial -days 3650 \
+    -out "$c/client.crt" 2>/dev/null
+  rm -f "$c/client.csr"
+  chmod 600 "$c/client.key"
 }
 
 local_url() {

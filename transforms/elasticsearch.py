@@ -60,8 +60,6 @@ DEFAULT_INDICES = {
 
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
-# Bytes added per document for its action line, for the batch-size estimate.
-_ACTION_OVERHEAD = 96
 
 _BULK_FILTER = "took,errors,items.*.status,items.*.error.type,items.*.error.reason,items.*.error.caused_by.reason"
 
@@ -326,12 +324,17 @@ class BulkWriteFn(beam.DoFn):
                 action = self._writer.action(item)
             else:
                 action = prefixes[kind] + orjson.dumps(doc_id) + b"}}"
+            size = len(action) + len(body) + 2
+            if batch.items and batch.size + size > self._settings.batch_bytes:
+                # A request never exceeds batch_bytes, unless one document alone does.
+                self._submit()
+                batch = self._batch
             batch.items.append(item)
             batch.parts.append(action)
             batch.parts.append(body)
-            batch.size += len(action) + len(body) + 2
+            batch.size += size
             received[kind] += 1
-            if len(batch.items) >= self._settings.batch_docs or batch.size >= self._settings.batch_bytes:
+            if len(batch.items) >= self._settings.batch_docs:
                 self._submit()
                 batch = self._batch
 

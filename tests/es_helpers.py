@@ -1,0 +1,49 @@
+"""Helpers for the Elasticsearch sink tests: settings on unique indices, running the sink, reading back."""
+from __future__ import annotations
+
+import apache_beam as beam
+import orjson
+
+from pipeline.summary import counters_from_result
+from transforms.elasticsearch import EsSettings, WriteToElasticsearch
+
+
+def settings_for(url: str, name: str, **overrides) -> EsSettings:
+    """Settings whose four destinations are unique plain indices (`h6-<name>-<kind>`)."""
+    indices = tuple((kind, f"h6-{name}-{kind.replace('_', '-')}") for kind in ("audit", "falco", "incidents", "dead_letters"))
+    base = dict(hosts=(url,), indices=indices, batch_docs=100, concurrency=2, retry_initial=0.05,
+                retry_max=0.5, retry_deadline=60.0)
+    base.update(overrides)
+    return EsSettings(**base)
+
+
+def audit_items(n: int, start: int = 0, *, prefix: str = "ev") -> list[tuple[str, str, bytes]]:
+    return [("audit", f"{prefix}-{i}", orjson.dumps({"@timestamp": "2026-01-15T10:00:00Z", "event": {"id": f"{prefix}-{i}"},
+                                                   "n": i, "user": {"name": f"user-{i % 7}"}}))
+            for i in range(start, start + n)]
+
+
+def chunks(items: list, size: int = 250) -> list[list]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def run_sink(settings: EsSettings, elements: list, *, runner_options=None) -> dict[str, int]:
+    """Run `WriteToElasticsearch` over `elements` in a real Beam pipeline; return the kubehunt counters."""
+    p = beam.Pipeline(options=runner_options)
+    p | "Input" >> beam.Create(elements, reshuffle=False) | "Write" >> WriteToElasticsearch(settings)
+    result = p.run()
+    result.wait_until_finish()
+    return counters_from_result(result)
+
+
+def ids_in(es, index: str) -> list[str]:
+    """Every `_id` in the index (refreshed first), duplicates kept if any were possible."""
+    from elasticsearch.helpers import scan
+
+    es.indices.refresh(index=index)
+    return [hit["_id"] for hit in scan(es, index=index, query={"query": {"match_all": {}}}, _source=False, size=5000)]
+
+
+def books_balance(counters: dict[str, int], kind: str) -> bool:
+    return counters.get(f"es.received.{kind}", 0) == sum(
+        counters.get(f"{what}.{kind}", 0) for what in ("written", "present", "dead.index"))
