@@ -86,6 +86,7 @@ def install_templates(client, *, only_changed: bool = False) -> list[str]:
 
 
 def _check_server(client, settings: EsSettings) -> str:
+    from elastic_transport import TlsError
     from elasticsearch import ApiError, TransportError, UnsupportedProductError
 
     where = ", ".join(settings.hosts)
@@ -102,8 +103,9 @@ def _check_server(client, settings: EsSettings) -> str:
             hint = " — the user lacks privileges (needs monitor, manage_index_templates, manage_ilm and create_index)"
         raise SetupError(f"Elasticsearch at {where} refused the connection check: {describe_error(err)}{hint}") from None
     except TransportError as err:
-        hint = (" — TLS verification failed: pass the server's CA with --es-ca-certs"
-                if "TLS" in type(err).__name__ or "certificate" in str(err).lower() else
+        hint = (" — the TLS handshake failed: pass the server's CA bundle with --es-ca-certs, check "
+                "--es-client-cert/--es-client-key, or (for tests only) --no-es-verify-certs"
+                if isinstance(err, TlsError) else
                 " — start the local node with `scripts/elasticsearch.sh start`, or point --es-url / "
                 "$KUBEHUNT_ES_URL at your cluster")
         raise SetupError(f"Elasticsearch at {where} is unreachable ({describe_error(err)}){hint}") from None
@@ -119,18 +121,24 @@ def _install_ilm(client, streams: list[str]) -> list[str]:
 
     body, digest = _load(mappings.path("ilm", f"{ILM_POLICY}.json"))
     done = []
+    from elasticsearch import NotFoundError
+
     try:
         current = client.ilm.get_lifecycle(name=ILM_POLICY).body[ILM_POLICY]["policy"]
-    except Exception as err:  # 404: not installed yet
-        if getattr(err, "status_code", None) != 404:
-            raise
+    except NotFoundError:   # not installed yet
         current = {}
     if (current.get("_meta") or {}).get("kubehunt_digest") != digest:
         client.ilm.put_lifecycle(name=ILM_POLICY, **_with_meta(body, digest, ("policy",)))
         done.append(f"ilm:{ILM_POLICY}")
     for stream in streams:
-        # Future backing indices take the setting from their index template; the current ones get it here.
-        if client.indices.exists(index=stream):
+        # Backing indices made by a later rollover take the setting from their index template (the
+        # event templates may name this policy); the existing ones get it here.
+        if not client.indices.exists(index=stream):
+            continue
+        current_settings = client.indices.get_settings(index=stream, name="index.lifecycle.name").body
+        names = {(v.get("settings", {}).get("index", {}).get("lifecycle") or {}).get("name")
+                 for v in current_settings.values()}
+        if names != {ILM_POLICY}:
             client.indices.put_settings(index=stream, settings={"index.lifecycle.name": ILM_POLICY})
             done.append(f"ilm-attached:{stream}")
     return done

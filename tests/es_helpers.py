@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import apache_beam as beam
+import pytest
 import orjson
 
 from pipeline.summary import counters_from_result
@@ -47,3 +48,15 @@ def ids_in(es, index: str) -> list[str]:
 def books_balance(counters: dict[str, int], kind: str) -> bool:
     return counters.get(f"es.received.{kind}", 0) == sum(
         counters.get(f"{what}.{kind}", 0) for what in ("written", "present", "dead.index"))
+
+
+@pytest.fixture(autouse=True)
+def _delete_test_indices(request):
+    """Drop the `h6-<unique_name>-*` indices a test made on the shared node (modules import this)."""
+    if "unique_name" not in request.fixturenames or "es" not in request.fixturenames:
+        yield
+        return
+    # Resolved before the test so that they are torn down after this fixture.
+    name, es = request.getfixturevalue("unique_name"), request.getfixturevalue("es")
+    yield
+    es.options(ignore_status=404).indices.delete(index=f"h6-{name}-*", expand_wildcards="all")

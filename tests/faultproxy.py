@@ -10,6 +10,7 @@ otherwise, so the documents that end up in the index are the real node's work.
         proxy.drop_bulk_responses(2)    # the next 2 are executed, then the client's connection is cut
         proxy.item_429(3)               # the next 3 are executed, then every 2nd item is reported as 429
         proxy.refuse_for(4.0)           # nobody can connect for 4 s (and open connections are cut)
+        proxy.fake_version = "7.17.9"   # `GET /` answers with this version number
         url = proxy.url
 """
 from __future__ import annotations
@@ -54,6 +55,10 @@ class _Handler(socketserver.BaseRequestHandler):
                     return  # executed by the node, but the client never hears back
                 if fault == "item429":
                     data = _item_429(data)
+                if proxy.fake_version and method == "GET" and target.split("?", 1)[0] == "/":
+                    info = json.loads(data)
+                    info["version"]["number"] = proxy.fake_version
+                    data = json.dumps(info).encode()
                 resp_headers = {k: v for k, v in resp.getheaders()
                                 if k.lower() not in ("content-length", "transfer-encoding", "connection")}
                 _send_response(sock, resp.status, resp.reason, resp_headers, data)
@@ -115,6 +120,7 @@ class FaultProxy:
         self._refuse_until = 0.0
         self._sockets: set = set()
         self.forwarded = 0
+        self.fake_version: str | None = None
         self.injected: dict[str, int] = {"reject": 0, "drop": 0, "item429": 0, "refused": 0}
         self._server = _Server(("127.0.0.1", port), _Handler)
         self._server.proxy = self
@@ -166,7 +172,7 @@ class FaultProxy:
             return len(self._faults)
 
     def _take_fault(self, method: str, target: str) -> str | None:
-        if method != "POST" or not target.split("?", 1)[0].endswith("/_bulk"):
+        if method not in ("POST", "PUT") or not target.split("?", 1)[0].endswith("/_bulk"):
             return None
         with self._lock:
             if not self._faults:

@@ -13,7 +13,7 @@ import time
 import orjson
 import pytest
 
-from tests.es_helpers import audit_items, books_balance, chunks, ids_in, run_sink, settings_for
+from tests.es_helpers import _delete_test_indices, audit_items, books_balance, chunks, ids_in, run_sink, settings_for
 from tests.faultproxy import FaultProxy
 from transforms.elasticsearch import BulkWriteFn, EsWriteError
 
