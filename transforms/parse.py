@@ -23,6 +23,37 @@ class ParseError(ValueError):
     """A line that is not a usable record; the message is the dead-letter reason."""
 
 
+class Envelope(str):
+    """The envelope name (``"aks"``; compares and pickles as that string) plus the wrapper's own fields.
+
+    Elastic keeps an AKS diagnostic record's fields under ``kubernetes.audit.aks_metadata``; the
+    normaliser does the same from ``meta``. Plain envelopes are plain strings.
+    """
+
+    meta: dict
+
+    def __new__(cls, name: str, meta: dict):
+        self = super().__new__(cls, name)
+        self.meta = meta
+        return self
+
+    def __reduce__(self):
+        return (Envelope, (str(self), self.meta))
+
+
+# AKS wrapper key -> Elastic's aks_metadata key.
+_AKS_META = {"category": "category", "operationName": "operation_name", "resourceId": "resource_id",
+             "serviceBuild": "service_build", "time": "time"}
+_AKS_PROPERTIES = {"containerID": "container_id", "pod": "pod", "stream": "stream"}
+
+
+def _aks_meta(obj: dict) -> dict:
+    meta = {new: obj[old] for old, new in _AKS_META.items() if obj.get(old) not in (None, "")}
+    props = obj["properties"]
+    meta.update({new: props[old] for old, new in _AKS_PROPERTIES.items() if props.get(old) not in (None, "")})
+    return meta
+
+
 def _loads(text: bytes | str, what: str):
     try:
         return orjson.loads(text)
@@ -56,7 +87,7 @@ def audit_records(obj) -> Iterator[tuple[dict, str]]:
             inner = _loads(inner, "AKS properties.log string")
         if not isinstance(inner, dict) or "auditID" not in inner:
             raise ParseError("AKS diagnostic record's properties.log is not an audit Event")
-        yield inner, "aks"
+        yield inner, Envelope("aks", _aks_meta(obj))
     elif kind is not None:
         raise ParseError(f"JSON object with kind={kind!r} is not an audit Event")
     else:
