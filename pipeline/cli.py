@@ -63,6 +63,8 @@ def _parser() -> argparse.ArgumentParser:
                                                        "secret-access-unexpected-sa")
     report.add_argument("--top", type=int, default=30, metavar="N", help="rows to show (default 30)")
     report.add_argument("--since", metavar="DATE_MATH", help="only events after this (e.g. now-7d)")
+    report.add_argument("--index", metavar="PATTERN", help="index / data stream pattern to search (default: the "
+                        "hunt's data streams, logs-kubernetes.audit_logs-* or logs-falco.alerts-*)")
     add_es_arguments(report)
     return parser
 
