@@ -443,7 +443,7 @@ class _CodeGen:
 
     def node(self, path: tuple[str, ...], line: int) -> str:
         if path in self.leaves:
-            raise MappingError(f"{self.where}:{line}: {'.'.join(path)} is both a field and an object")
+            raise MappingError(f"{self.where}: {'.'.join(path)} is both a field and an object")
         if path not in self.nodes:
             self.node(path[:-1], line)
             self.nodes[path] = f"n{len(self.nodes)}"

@@ -94,6 +94,9 @@ def audit_records(obj) -> Iterator[tuple[dict, str]]:
         raise ParseError("JSON object is not an audit Event (no kind, no auditID)")
 
 
+_NOT_JSON = object()
+
+
 def _strip_syslog(line: bytes) -> bytes:
     """`<5>2024-05-07T18:54:19Z host Falco[1]: {...}` -> `{...}`."""
     brace = line.find(b"{")
@@ -110,6 +113,12 @@ def falco_records(line: bytes, obj=None) -> Iterator[tuple[dict, str]]:
     if obj is None:
         stripped = line.lstrip()
         if not stripped.startswith(b"{"):
+            try:
+                other = orjson.loads(stripped)
+            except orjson.JSONDecodeError:
+                other = _NOT_JSON
+            if other is not _NOT_JSON:
+                raise ParseError(f"falco line is a JSON {type(other).__name__}, not an object")
             obj = _loads(_strip_syslog(stripped), "falco syslog payload")
             envelope = "syslog"
         else:
