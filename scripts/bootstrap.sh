@@ -27,12 +27,18 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
-if ! command -v jq >/dev/null 2>&1; then
+# jq runs the playbook's own filters (the parity oracle); sysdig's filter compiler checks that the
+# shipped Falco rules compile (Falco's condition language). Tests that need them skip, saying why,
+# when they cannot be installed.
+missing=()
+command -v jq >/dev/null 2>&1 || missing+=(jq)
+command -v sysdig >/dev/null 2>&1 || missing+=(sysdig)
+if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "bootstrap: installing jq (the playbook's filters are the tests' oracle)" >&2
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq jq) >/dev/null 2>&1 \
-      || echo "bootstrap: warning: could not install jq; the playbook parity tests will be skipped" >&2
+    echo "bootstrap: installing ${missing[*]} from Debian" >&2
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}") \
+      >/dev/null 2>&1 || echo "bootstrap: warning: could not install ${missing[*]}; tests that need them will skip" >&2
   else
-    echo "bootstrap: warning: jq not found; install it to run the playbook parity tests" >&2
+    echo "bootstrap: warning: ${missing[*]} not found; tests that need them will skip" >&2
   fi
 fi
