@@ -1282,20 +1282,6 @@ def event_id(source: str, record: dict) -> str:
     return f"falco-{_digest(orjson.dumps(record, option=orjson.OPT_SORT_KEYS))}"
 
 
-def _with_annotation_aliases(record: dict) -> dict:
-    """Elastic renames annotation keys `a.b/c` -> `a_b/c`; its detection rules query those names.
-    Add the aliases next to the original keys (a shallow copy: the caller's record is not touched)."""
-    annotations = record.get("annotations")
-    if type(annotations) is not dict or not annotations:
-        return record
-    aliases = {k.replace(".", "_"): v for k, v in annotations.items() if type(k) is str and "." in k}
-    if not aliases:
-        return record
-    view = dict(record)
-    view["annotations"] = {**aliases, **annotations}
-    return view
-
-
 class Normaliser:
     """Compiled mappings for both sources; `to_ecs` turns one record into one ECS document."""
 
@@ -1310,12 +1296,12 @@ class Normaliser:
             ident = event_id(AUDIT, record)
             if envelope == "gke":
                 record = gke_to_event(record)
-            view = _with_annotation_aliases(record)
+            view = record
             meta = getattr(envelope, "meta", None)
             if meta:
-                if view is record:
-                    view = dict(record)
-                view["aks_metadata"] = meta
+                # Elastic keeps the AKS wrapper's fields next to the Event; a shallow copy, so the
+                # caller's record is not touched.
+                view = {**record, "aks_metadata": meta}
         else:
             ident = event_id(FALCO, record)
             view = record
