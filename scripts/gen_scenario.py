@@ -281,17 +281,17 @@ def random_records(seed: int, pods: int = 6, alerts: int = 25, events: int = 150
         impersonate = None
         if user == "alice" and rng.random() < 0.5:
             impersonate = rng.choice(users[:-2])
-        # Exact boundaries are where bugs live: put some events exactly on an alert's edges later.
         b.audit(t, user, verb, resource, "a", "x", impersonate=impersonate)
-    alert_times = []
+    planted = []
     for _ in range(alerts):
-        ns, pod, _ = rng.choice(pod_sas)
+        ns, pod, sa = rng.choice(pod_sas)
         t = BASE_MS + rng.randrange(span)
-        alert_times.append(t)
+        planted.append((t, sa))
         b.alert(t, ns, pod)
-    for t in rng.sample(alert_times, min(5, len(alert_times))):
+    # Exact edges (t, t + window in; t - 1, t + window + 1 out) by the alert's own pod's account.
+    for t, sa in rng.sample(planted, min(8, len(planted))):
         for edge in (t, t + window_ms, t + window_ms + 1, t - 1):
-            b.audit(edge, rng.choice(users[:-2]), "get", "secrets", "a", "edge")
+            b.audit(edge, sa, "get", "secrets", "a", "edge")
     return b.scenario.audit, b.scenario.falco, b.scenario.pods
 
 
