@@ -1218,18 +1218,6 @@ _TACTIC_NAME = {"command_and_control": "Command and Control"}
 
 
 @ecs_function
-def falco_container_ip(ev: dict):
-    ip = _of(ev, "container.ip")
-    return [ip] if type(ip) is str and _valid_ip(ip) else None
-
-
-@ecs_function
-def falco_related_hosts(ev: dict):
-    host = ev.get("hostname")
-    return [host] if type(host) is str and host else None
-
-
-@ecs_function
 def falco_related_ip(ev: dict):
     out = []
     for key in ("fd.cip", "fd.sip", "fd.lip", "fd.rip", "container.ip", "k8s.pod.ip"):
@@ -1253,7 +1241,8 @@ def falco_time_ns(ev: dict):
 
 
 def _digest(data: bytes) -> str:
-    return hashlib.blake2b(data, digest_size=12).hexdigest()
+    # 96 bits of SHA-256: measured faster here than blake2b on ~2-3 KB events (SHA extensions).
+    return hashlib.sha256(data).hexdigest()[:24]
 
 
 def _id_part(value, default: str) -> str:
