@@ -176,3 +176,17 @@ def test_nanoseconds_are_queryable(es, streams):
         "gt": "2024-05-07T18:54:19.341081180Z", "lte": "2024-05-07T18:54:19.341081182Z"}}},
         sort=[{"@timestamp": "asc"}])["hits"]["hits"]
     assert [h["_id"] for h in hits] == ["ns-1", "ns-2"]
+
+
+def test_over_long_values_are_stored_not_rejected(es, streams):
+    """Lucene refuses terms over 32 KB: keyword fields carry ignore_above, wildcard/text fields cope."""
+    base = json.loads(shared("audit", "falco-k8s-audit-traces", "exec_pod.json").read_text().splitlines()[0])
+    long = "x" * 100_000
+    record = {**base, "auditID": "long-1", "requestURI": f"/api/v1/namespaces/default/pods/p/exec?command={long}",
+              "userAgent": long, "user": {"username": long, "groups": [long]}, "verb": long,
+              "requestObject": {"spec": {"image": long}}}
+    alert = {"rule": long, "output": long, "priority": "Warning", "uuid": "long-2", "time": "2024-05-07T18:54:19Z",
+             "tags": [long], "output_fields": {"proc.cmdline": long, "proc.name": long, "fd.name": "/" + long}}
+    assert bulk_create(es, streams["audit"], [N.to_ecs("audit", record, "event")]) == []
+    assert bulk_create(es, streams["falco"], [N.to_ecs("falco", alert, "json")]) == []
+    assert es.count(index=streams["audit"], query={"wildcard": {"process.command_line": "xxx*"}})["count"] == 1
