@@ -613,9 +613,8 @@ class CorrelateByServiceAccount(beam.PTransform):
 
     ``window``/``allowed_lateness``: timedelta (or seconds). ``bucket``: join bucket size (default:
     the window), bounds the join's state per key to one bucket's events. ``early_updates``: publish
-    partial incidents before the window closes (default: when the pipeline is streaming).
-    ``final_only``: the output also carries the non-final versions when False (streaming); the
-    file sink wants one line per incident, so batch never emits non-final versions.
+    partial incidents before the window closes (default: when the pipeline is streaming); without
+    them only final versions are emitted, one per incident, which is what the file sink wants.
     """
 
     def __init__(self, window=timedelta(minutes=30), allowed_lateness=None, assume_default_sa: bool = False,
