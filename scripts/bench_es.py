@@ -46,6 +46,39 @@ def _bench_module():
     return module
 
 
+def node_cpu_seconds() -> float | None:
+    """CPU time used so far by the local node started by scripts/elasticsearch.sh (None if not ours)."""
+    try:
+        home = subprocess.run(["bash", str(ROOT / "scripts" / "elasticsearch.sh"), "home"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+        pid = Path(home, "es.pid").read_text().strip()
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, subprocess.CalledProcessError, IndexError, ValueError):
+        return None
+
+
+class Phase:
+    """Wall time and CPU (this process + children, and the node) of one measured phase."""
+
+    def __enter__(self):
+        self.wall, self.node = time.perf_counter(), node_cpu_seconds()
+        t = os.times()
+        self.cpu = t.user + t.system + t.children_user + t.children_system
+        return self
+
+    def __exit__(self, *exc):
+        t = os.times()
+        self.cpu = t.user + t.system + t.children_user + t.children_system - self.cpu
+        self.wall = time.perf_counter() - self.wall
+        after = node_cpu_seconds()
+        self.node = after - self.node if after is not None and self.node is not None else None
+
+    def __str__(self):
+        node = f"node {self.node:.1f} core-s" if self.node is not None else "node cpu n/a"
+        return f"[{self.wall:.1f} s wall; client {self.cpu:.1f} core-s, {node}]"
+
+
 def ecs_documents(corpus: Path) -> list[tuple[str, bytes]]:
     """The (id, bytes) the pipeline would index, made by the same fused per-event function."""
     from transforms.process import ProcessChunkFn, ProcessSettings
@@ -139,17 +172,22 @@ def main() -> int:
             doc_bytes = sum(len(b) for _, b in docs) / len(docs)
             print(f"corpus: {args.events:,} audit events, {size / args.events:.0f} bytes/line, "
                   f"{doc_bytes:.0f} bytes/ECS document; batch {args.batch_docs} docs, {args.concurrency} concurrent requests")
-            raw1 = raw_bulk(client, streams["raw1"], docs, args.batch_docs, args.concurrency)
-            print(f"raw _bulk (before)   {raw1:>10,.0f} docs/s")
-            sink = sink_only(args.es_url, streams["sink"], docs, args.batch_docs, args.concurrency)
-            print(f"sink DoFn only       {sink:>10,.0f} docs/s")
-            rate, wall, summary = pipeline_run(corpus, args.es_url, streams["pipeline"], args.batch_docs,
-                                               args.concurrency, args.runner_args.split())
-            print(f"pipeline             {rate:>10,.0f} events/s   ({summary['events']['audit']:,} events in "
-                  f"{summary['elapsed_s']:.1f} s; {wall:.1f} s wall incl. interpreter start and setup; "
+            with Phase() as phase:
+                raw1 = raw_bulk(client, streams["raw1"], docs, args.batch_docs, args.concurrency)
+            print(f"raw _bulk (before)   {raw1:>10,.0f} docs/s    {phase}")
+            with Phase() as phase:
+                sink = sink_only(args.es_url, streams["sink"], docs, args.batch_docs, args.concurrency)
+            print(f"sink DoFn only       {sink:>10,.0f} docs/s    {phase}")
+            with Phase() as phase:
+                rate, wall, summary = pipeline_run(corpus, args.es_url, streams["pipeline"], args.batch_docs,
+                                                   args.concurrency, args.runner_args.split())
+            print(f"pipeline             {rate:>10,.0f} events/s  {phase}\n"
+                  f"                     ({summary['events']['audit']:,} events in {summary['elapsed_s']:.1f} s "
+                  f"of run; {wall:.1f} s incl. interpreter start and setup; "
                   f"books {'balanced' if summary['balanced'] else 'NOT balanced'})")
-            raw2 = raw_bulk(client, streams["raw2"], docs, args.batch_docs, args.concurrency)
-            print(f"raw _bulk (after)    {raw2:>10,.0f} docs/s")
+            with Phase() as phase:
+                raw2 = raw_bulk(client, streams["raw2"], docs, args.batch_docs, args.concurrency)
+            print(f"raw _bulk (after)    {raw2:>10,.0f} docs/s    {phase}")
             client.indices.refresh(index=streams["pipeline"])
             indexed = client.count(index=streams["pipeline"])["count"]
             if indexed != len(docs):
