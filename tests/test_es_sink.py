@@ -12,6 +12,8 @@ import time
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.es_helpers import _delete_test_indices, audit_items, books_balance, chunks, ids_in, run_sink, settings_for
 from tests.faultproxy import FaultProxy
@@ -204,3 +206,39 @@ def test_the_dofn_pickles_without_a_client_or_secret(es_url, unique_name, monkey
     blob = pickle.dumps(BulkWriteFn(settings))
     assert b"pickle-secret-0xC0FFEE" not in blob
     assert b"KUBEHUNT_ES_PASSWORD" in blob   # only the variable's name travels
+
+
+_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=300)
+
+
+def _huge(chars: int):
+    """Text of at least `chars` characters (hypothesis cannot draw such long strings directly)."""
+    return st.builds(lambda t, n: (t or "x") * n, _text.filter(bool), st.just(chars)).map(lambda t: t[:chars * 2])
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(letters=st.lists(st.tuples(
+    st.sampled_from(["read", "parse", "normalise", "serialise", "index"]),
+    st.one_of(_text, _huge(40_000)),                          # reason
+    st.one_of(st.binary(max_size=2000), _text, _huge(33_000),  # raw
+              st.dictionaries(_text, st.one_of(_text, st.integers(), st.none()), max_size=5)),
+    _text, st.one_of(_text, _huge(5000)),                       # source, origin
+    st.one_of(st.none(), st.integers(min_value=0, max_value=2**62))), min_size=1, max_size=25))
+def test_the_dead_letter_index_takes_any_dead_letter(es_url, es, unique_name, letters):
+    from pipeline.setup import ensure_destinations
+    from transforms.elasticsearch import _BulkWriter
+    from transforms.records import dead_letter
+
+    settings = settings_for(es_url, unique_name)
+    ensure_destinations(settings)
+    items = []
+    for stage, reason, raw, source, origin, line in letters:
+        doc = dead_letter(stage, reason, raw, source=source, origin=origin, line=line)
+        items.append(("dead_letters", doc["event"]["id"], orjson.dumps(doc)))
+    client = settings.client()
+    try:
+        tally = _BulkWriter(settings, client).send(items)
+    finally:
+        client.close()
+    assert tally.get("dead.index.dead_letters", 0) == 0
+    assert tally["written.dead_letters"] + tally["present.dead_letters"] == len(items)

@@ -58,6 +58,8 @@ DEFAULT_INDICES = {
     DEAD_LETTERS: "kubehunt-dead-letters",
 }
 
+MAX_REASON_CHARS = 2000
+
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
 
@@ -266,6 +268,9 @@ class _BulkWriter:
                 cause = (error.get("caused_by") or {}).get("reason")
                 if cause and cause not in reason:
                     reason = f"{reason}: {cause}"
+                # Elasticsearch quotes the offending value in its reason: keep the reason readable.
+                if len(reason) > MAX_REASON_CHARS:
+                    reason = reason[:MAX_REASON_CHARS] + "…"
                 dead.append((item, f"{status} {error.get('type', 'error')}: {reason}"))
         if len(body.get("items", ())) != len(items):
             raise EsWriteError(f"bulk response has {len(body.get('items', ()))} items for {len(items)} documents")
