@@ -197,7 +197,8 @@ class _BulkWriter:
         return orjson.dumps({"create": {"_index": index, "_id": doc_id}})
 
     def _sleep(self, attempt: int, deadline: float) -> None:
-        # Full jitter keeps several workers from hammering a recovering node in lock-step.
+        # Jitter (a random 50-100% of the exponential step) keeps several workers from hammering a
+        # recovering node in lock-step.
         with self._lock:
             jitter = self._rng.random()
         cap = min(self._s.retry_max, self._s.retry_initial * 2 ** min(attempt, 16))
@@ -250,8 +251,10 @@ class _BulkWriter:
 
     @staticmethod
     def _outcomes(items, body, tally):
+        if len(body.get("items", ())) != len(items):
+            raise EsWriteError(f"bulk response has {len(body.get('items', ()))} items for {len(items)} documents")
         retry, dead = [], []
-        for item, result in zip(items, body.get("items", ())):
+        for item, result in zip(items, body["items"]):
             outcome = next(iter(result.values()))
             status = outcome.get("status", 0)
             kind = item[0]
@@ -272,8 +275,6 @@ class _BulkWriter:
                 if len(reason) > MAX_REASON_CHARS:
                     reason = reason[:MAX_REASON_CHARS] + "…"
                 dead.append((item, f"{status} {error.get('type', 'error')}: {reason}"))
-        if len(body.get("items", ())) != len(items):
-            raise EsWriteError(f"bulk response has {len(body.get('items', ()))} items for {len(items)} documents")
         return retry, dead
 
     def _dead_letter(self, dead, tally, depth):
@@ -282,7 +283,7 @@ class _BulkWriter:
             # Only our own dead letters are sent at depth 1, and the dead-letter mapping takes any of
             # them: a rejection here means the index was not set up (or was changed) by `kubehunt setup`.
             raise EsWriteError(f"the dead-letter index {self._indices[DEAD_LETTERS]} rejected a dead letter "
-                               f"({dead[0][1]}); run `kubehunt setup` or check its mapping")
+                               f"({dead[0][1][:500]}); run `kubehunt setup` or check its mapping")
         letters = []
         for (kind, doc_id, body, *_), reason in dead:
             # A rejected dead letter from upstream is wrapped like any other rejected document.
