@@ -460,3 +460,12 @@ def test_dropped_sentinel_never_reaches_a_document():
     assert doc["kubehunt"]["normalise"]["dropped"] == ["orchestrator.resource.name"]
     assert "name" not in doc["orchestrator"]["resource"]
     assert yaml.safe_dump(doc)
+
+
+def test_nul_in_a_flattened_key_is_refused_but_nul_in_a_value_is_kept():
+    # Found by tests/test_ecs_property.py: Elasticsearch reserves \0 in flattened keys.
+    with pytest.raises(NormaliseError, match=r"responseObject.a\['b\\x00'\] is a key with a NUL"):
+        ecs(audit(responseObject={"a": [{"b\x00": 1}]}))
+    assert ecs(audit(responseObject={"a": "x\x00y"}))["kubernetes"]["audit"]["responseObject"] == {"a": "x\x00y"}
+    with pytest.raises(NormaliseError, match="a key with a NUL"):
+        N.to_ecs("falco", {**ALERT, "output_fields": {"proc.name\x00": "sh"}}, "json")

@@ -568,7 +568,8 @@ def compile_mapping(mapping: EcsMapping) -> CompiledMapping:
     namespace = dict(gen.env)
     exec(compile(source, f"<mapping {mapping.file}>", "exec"), namespace)  # noqa: S102 - our own generated code
     rules = tuple((r.target, compile_rule(r, mapping.file, tables)) for r in mapping.fields)
-    check = compile_template_check(mapping.template, mapping.original) if mapping.template else (lambda rec: None)
+    check = compile_template_check(mapping.template, mapping.original) if mapping.template \
+        else (lambda rec, deep=True: None)
     return CompiledMapping(mapping.dataset, tuple(mapping.original.split(".")), rules, check,
                            namespace["apply"], source)
 
@@ -607,13 +608,31 @@ def _bad_name(key) -> bool:
     return not key or "." in key or not key.strip()
 
 
-def _check_object(value, spec: dict, where: str) -> str | None:
+def _nul_key_path(value, where: str) -> str | None:
+    """Where a key holding NUL sits inside a flattened value (Elasticsearch reserves \\0 there)."""
+    if type(value) is dict:
+        for key, item in value.items():
+            if "\x00" in key:
+                return f"{where}[{key!r}]"
+            if type(item) is dict or type(item) is list:
+                found = _nul_key_path(item, f"{where}.{key}")
+                if found:
+                    return found
+    elif type(value) is list:
+        for item in value:
+            found = _nul_key_path(item, where)
+            if found:
+                return found
+    return None
+
+
+def _check_object(value, spec: dict, where: str, deep: bool = True) -> str | None:
     if type(value) is list:
         for item in value:
             if item is not None and type(item) is not dict:
                 return f"{where} is a list holding {type(item).__name__}s; the index maps it as an object"
             if item:
-                reason = _check_object(item, spec, where)
+                reason = _check_object(item, spec, where, deep)
                 if reason:
                     return reason
         return None
@@ -633,12 +652,16 @@ def _check_object(value, spec: dict, where: str) -> str | None:
             if t is dict or (t is list and _has_object(item)):
                 return f"{where}.{key} is an object; the index maps it as a plain value"
         elif kind is _OBJECT:
-            reason = _check_object(item, inner, f"{where}.{key}")
+            reason = _check_object(item, inner, f"{where}.{key}", deep)
             if reason:
                 return reason
         elif kind is _FLAT:
             if type(item) is not dict and not (type(item) is list and all(type(i) is dict or i is None for i in item)):
                 return f"{where}.{key} is a {type(item).__name__}; the index stores it as an object (flattened)"
+            if deep:
+                found = _nul_key_path(item, f"{where}.{key}")
+                if found:
+                    return f"{found} is a key with a NUL character, which a flattened field cannot store"
         elif kind is _BOOL:
             values = item if type(item) is list else (item,)
             if any(v is not None and type(v) is not bool and v not in ("true", "false") for v in values):
@@ -658,8 +681,10 @@ def compile_template_check(template: str, original: str) -> Callable[[Any], str 
         props = props[key].get("properties", {})
     spec = _spec_from_properties(props)
 
-    def check(record) -> str | None:
-        return _check_object(record, spec, original)
+    def check(record, deep: bool = True) -> str | None:
+        """`deep=False` skips the walk for NUL keys inside flattened values (the caller knows there is
+        no NUL anywhere in the record: the walk is the only per-event cost that grows with its size)."""
+        return _check_object(record, spec, original, deep)
     return check
 
 
@@ -1260,15 +1285,21 @@ def event_id(source: str, record: dict) -> str:
     EventList, an AKS wrapper or on its own gets the same id. Over-long client ids are digested
     (Elasticsearch ids are at most 512 bytes).
     """
+    return _event_id(source, record)[0]
+
+
+def _event_id(source: str, record: dict) -> tuple[str, bytes | None]:
+    """(id, the canonical bytes when they were made)."""
     if source == AUDIT:
         canonical = orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
         audit_id = record.get("auditID") or record.get("insertId")
         stage = record.get("stage")
-        return f"{_id_part(audit_id, 'none')}-{_id_part(stage, 'none')[:16]}-{_digest(canonical)}"
+        return f"{_id_part(audit_id, 'none')}-{_id_part(stage, 'none')[:16]}-{_digest(canonical)}", canonical
     uuid = record.get("uuid")
     if type(uuid) is str and uuid:
-        return _id_part(uuid, "")
-    return f"falco-{_digest(orjson.dumps(record, option=orjson.OPT_SORT_KEYS))}"
+        return _id_part(uuid, ""), None
+    canonical = orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
+    return f"falco-{_digest(canonical)}", canonical
 
 
 class Normaliser:
@@ -1282,7 +1313,7 @@ class Normaliser:
         if type(record) is not dict:
             raise NormaliseError(f"{source} record is a {type(record).__name__}, not an object")
         if source == AUDIT:
-            ident = event_id(AUDIT, record)
+            ident, canonical = _event_id(AUDIT, record)
             if envelope == "gke":
                 record = gke_to_event(record)
             view = record
@@ -1292,9 +1323,10 @@ class Normaliser:
                 # caller's record is not touched.
                 view = {**record, "aks_metadata": meta}
         else:
-            ident = event_id(FALCO, record)
+            ident, canonical = _event_id(FALCO, record)
             view = record
-        reason = mapping.check(view)
+        # orjson writes NUL as \u0000: when the serialised record has none, no key has one.
+        reason = mapping.check(view, canonical is None or b"\\u0000" in canonical)
         if reason:
             raise NormaliseError(reason)
         doc = mapping.apply(record)
