@@ -449,6 +449,12 @@ class _CodeGen:
             self.nodes[path] = f"n{len(self.nodes)}"
         return self.nodes[path]
 
+    def store(self, var: str, key: str, value: str, indent: str) -> list[str]:
+        """Set var[key] = value; node dicts are made on first use (most nodes stay empty per event)."""
+        if var == "doc":
+            return [f"{indent}doc[{key!r}] = {value}"]
+        return [f"{indent}if {var} is None: {var} = {{}}", f"{indent}{var}[{key!r}] = {value}"]
+
     def getter_code(self, expr: str, indent: str) -> list[str]:
         """Lines that leave the source's value (or None) in `v`."""
         expr = expr.strip()
@@ -532,7 +538,7 @@ def compile_mapping(mapping: EcsMapping) -> CompiledMapping:
         if const is not None:
             if keyword_guard(const) is DROPPED or _empty(const):
                 raise MappingError(f"{gen.where}: the constant {const!r} cannot be stored in a plain field")
-            gen.body.append(f"    {parent}[{path[-1]!r}] = {gen.name('c', const)}")
+            gen.body += gen.store(parent, path[-1], gen.name('c', const), "    ")
             continue
         code = gen.getter_code(sources[0], "    ")
         for alt in sources[1:]:
@@ -546,23 +552,28 @@ def compile_mapping(mapping: EcsMapping) -> CompiledMapping:
             code += ["    if v is not None:",
                      f"        v = {fn}(v)",
                      f"        if v is _DROPPED: {drop}",
-                     f"        elif v is not None and v != '' and v != []: {parent}[{path[-1]!r}] = v"]
+                     "        elif v is not None and v != '' and v != []:",
+                     *gen.store(parent, path[-1], "v", "            ")]
         else:
             code += ["    if type(v) is str:",
-                     f"        if v: {parent}[{path[-1]!r}] = v",
+                     "        if v:",
+                     *gen.store(parent, path[-1], "v", "            "),
                      "    elif v is not None:",
                      "        v = _KG(v)",
                      f"        if v is _DROPPED: {drop}",
-                     f"        elif v != []: {parent}[{path[-1]!r}] = v"]
+                     "        elif v != []:",
+                     *gen.store(parent, path[-1], "v", "            ")]
         gen.body += code
     dropped_var = gen.nodes[dropped_node]
     lines = ["def apply(r):", "    dropped = None", "    doc = {}"]
-    lines += [f"    {var} = {{}}" for path, var in gen.nodes.items() if path]
+    lines += [f"    {var} = None" for path, var in gen.nodes.items() if path]
     lines += gen.prelude + gen.body
-    lines.append(f"    if dropped: {dropped_var}['dropped'] = dropped")
+    lines.append("    if dropped:")
+    lines += gen.store(dropped_var, "dropped", "dropped", "        ")
     for path, var in sorted(gen.nodes.items(), key=lambda kv: -len(kv[0])):
         if path:
-            lines.append(f"    if {var}: {gen.nodes[path[:-1]]}[{path[-1]!r}] = {var}")
+            lines.append(f"    if {var} is not None:")
+            lines += gen.store(gen.nodes[path[:-1]], path[-1], var, "        ")
     lines.append("    return doc")
     source = "\n".join(lines) + "\n"
     namespace = dict(gen.env)
@@ -713,9 +724,8 @@ def parse_time(value: Any) -> str | None:
             secs, frac, digits = n // 10**3, n % 10**3, 3
         else:
             secs, frac, digits = n, 0, 0
-        try:
-            base = datetime.fromtimestamp(secs, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-        except (OverflowError, OSError, ValueError):
+        base = _second_text(secs)
+        if base is None:
             return None
         return f"{base}.{frac:0{digits}d}Z" if digits else f"{base}Z"
     if isinstance(value, str):
@@ -746,6 +756,15 @@ def parse_time(value: Any) -> str | None:
             return None
         return f"{utc.strftime('%Y-%m-%dT%H:%M:%S')}{frac or ''}Z"
     return None
+
+
+@lru_cache(maxsize=8192)
+def _second_text(secs: int) -> str | None:
+    """Epoch seconds -> `YYYY-MM-DDTHH:MM:SS` (cached: a stream's events share their seconds)."""
+    try:
+        return datetime.fromtimestamp(secs, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def _storable_time(rfc3339: str) -> bool:
