@@ -55,6 +55,15 @@ class Summary:
             "written": {"indexed": written, "already_present": present},
             "records_read": records_read,
             "records_accounted": accounted,
+            # Per Elasticsearch destination: documents handed to the sink = indexed + already present
+            # + dead-lettered (`es.received.<kind>` is counted by transforms.elasticsearch).
+            "destinations": {kind: {"received": n, "indexed": self.get(f"written.{kind}"),
+                                    "already_present": self.get(f"present.{kind}"),
+                                    "dead_lettered": self.get(f"dead.index.{kind}"),
+                                    "balanced": n == self.get(f"written.{kind}") + self.get(f"present.{kind}")
+                                    + self.get(f"dead.index.{kind}")}
+                             for kind, n in self.by_prefix("es.received.").items()},
+            "retries": self.get("es.retries"),
             "balanced": records_read == accounted,
             "elapsed_s": round(self.elapsed_s, 3),
             "events_per_s": round(total_events / self.elapsed_s, 1) if self.elapsed_s > 0 else None,

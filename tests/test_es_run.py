@@ -25,6 +25,8 @@ def _run(es_url, name, tmp_path, *extra) -> tuple[int, dict]:
 def test_a_run_balances_per_destination_and_a_rerun_finds_everything_present(es_url, es, unique_name, tmp_path):
     code, first = _run(es_url, unique_name, tmp_path)
     assert code == 0 and first["balanced"]
+    assert set(first["destinations"]) == {"audit", "falco", "incidents"}
+    assert all(d["balanced"] and d["received"] > 0 for d in first["destinations"].values())
     for source in ("audit", "falco"):
         assert first["written"]["indexed"][source] == first["events"][source] > 0
         assert len(set(ids_in(es, f"h6-{unique_name}-{source}"))) == first["events"][source]
@@ -67,6 +69,9 @@ def test_events_the_mapping_rejects_are_dead_lettered_and_the_rest_indexed(es_ur
     code, summary = _run(es_url, unique_name, tmp_path, "--no-correlation")
     assert code == 0 and summary["balanced"]
     assert summary["dead_letters"]["index"] == len(rejected)
+    assert summary["destinations"]["audit"] == {"received": len(docs), "indexed": len(docs) - len(rejected),
+                                                "already_present": 0, "dead_lettered": len(rejected),
+                                                "balanced": True}
     assert summary["written"]["indexed"]["audit"] == len(docs) - len(rejected)
     assert set(ids_in(es, audit)) == {d["event"]["id"] for d in docs} - rejected
     dl = f"h6-{unique_name}-dead-letters"

@@ -326,6 +326,9 @@ class BulkWriteFn(beam.DoFn):
         received = self._received
         for item in items:
             kind, doc_id, body = item[0], item[1], item[2]
+            if kind not in prefixes:
+                raise EsConfigError(f"no Elasticsearch destination for documents of kind {kind!r} "
+                                    f"(known: {', '.join(prefixes)})")
             if len(item) > 3 and item[3] is not None:
                 action = self._writer.action(item)
             else:
