@@ -53,7 +53,7 @@ def books_balance(counters: dict[str, int], kind: str) -> bool:
 @pytest.fixture(autouse=True)
 def _delete_test_indices(request):
     """Drop the `h6-<unique_name>-*` indices a test made on the shared node (modules import this)."""
-    if "unique_name" not in request.fixturenames or "es" not in request.fixturenames:
+    if "unique_name" not in request.fixturenames:
         yield
         return
     # Resolved before the test so that they are torn down after this fixture.
