@@ -14,6 +14,7 @@ mkdir -p out
 .venv/bin/kubehunt run \
   --audit tests/data/demo/audit.log \
   --falco tests/data/demo/falco.json \
+  --pods tests/data/demo/pods.json \
   --summary-json out/demo-summary.json "$@"
 cat <<TXT
 

@@ -253,9 +253,25 @@ class Cluster:
         self.event(alert_t + timedelta(minutes=45), sa, "get", "configmaps", namespace="shop", name="web-config",
                    extra=claims, agent="web/1.8.2", ip="10.244.2.17")
 
+    def inventory(self) -> dict:
+        """`kubectl get pods -A -o json` taken at the end of the day: resolves the pods whose
+        creation is older than the audit log (their Falco alerts still get a service account)."""
+        pods = [("payments", "api-6f7c9-q2w3e", "api"), ("shop", "cart-5b8d4-p9z8y", "cart"),
+                ("monitoring", "grafana-7c5d9-k1l2m", None)]
+        items = []
+        for ns, name, sa in pods:
+            spec = {"containers": [{"name": name.split("-")[0], "image": f"registry.example.com/{ns}/{name.split('-')[0]}"}],
+                    "nodeName": "node-2"}
+            if sa:
+                spec["serviceAccountName"] = sa  # grafana: none set, so `default`
+            items.append({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns, "uid": self.uid()},
+                          "spec": spec, "status": {"phase": "Running"}})
+        return {"apiVersion": "v1", "kind": "List", "items": items, "metadata": {"resourceVersion": ""}}
+
     def write(self, out: Path) -> dict[str, Path]:
         out.mkdir(parents=True, exist_ok=True)
-        files = {"audit": out / "audit.log", "falco": out / "falco.json"}
+        files = {"audit": out / "audit.log", "falco": out / "falco.json", "pods": out / "pods.json"}
+        files["pods"].write_text(json.dumps(self.inventory(), indent=2) + "\n")
         for kind, rows in (("audit", self.audit), ("falco", self.falco)):
             rows.sort(key=lambda r: r[0])
             files[kind].write_text("".join(json.dumps(ev, separators=(",", ":")) + "\n" for _, ev in rows))
