@@ -147,6 +147,17 @@ def test_index_keys_come_from_the_resource_conjunct():
     assert keys is None
 
 
+def test_verb_conjuncts_index_hunts_so_reads_skip_write_hunts():
+    rbac = next(c for c in CATALOGUE.hunts if c.hunt.id == "rbac-modification")
+    assert rbac.verb_keys == {"create", "update", "patch", "delete", "deletecollection"}
+    read = {"event": {"dataset": "kubernetes.audit_logs"},
+            "kubernetes": {"audit": {"verb": "get", "objectRef": {"resource": "clusterrolebindings"}}}}
+    assert rbac not in CATALOGUE.candidates(read)
+    write = {"event": {"dataset": "kubernetes.audit_logs"},
+             "kubernetes": {"audit": {"verb": "patch", "objectRef": {"resource": "clusterrolebindings"}}}}
+    assert rbac in CATALOGUE.candidates(write)
+
+
 # ---------------------------------------------------------------------------------------------
 # Tagging
 

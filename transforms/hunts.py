@@ -38,6 +38,8 @@ SOURCES = ("kubernetes.audit_logs", "falco.alerts")
 RAW_SOURCE = {"kubernetes.audit_logs": "audit", "falco.alerts": "falco"}
 SEVERITIES = ("low", "medium", "high", "critical")
 INDEX_FIELD = ("kubernetes", "audit", "objectRef", "resource")
+VERB_FIELD = ("kubernetes", "audit", "verb")
+_MEMO_LIMIT = 4096  # distinct (dataset, resource, verb) candidate lists kept per worker
 _HUNT_ID = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 _TACTIC = re.compile(r"^TA\d{4}$")
 _TECHNIQUE = re.compile(r"^T\d{4}(\.\d{3})?$")
@@ -382,23 +384,24 @@ def _eq(a, b) -> bool:
     return a is not None and a == b
 
 
-def _index_keys(node, compiler: _Compiler) -> frozenset | None:
-    """Values of kubernetes.audit.objectRef.resource the expression requires, or None (any)."""
+def _index_keys(node, compiler: _Compiler, index_field: tuple[str, ...] = INDEX_FIELD) -> frozenset | None:
+    """Values of `index_field` (default kubernetes.audit.objectRef.resource) the expression
+    requires, or None (any)."""
     if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.And):
         for value in node.values:
-            keys = _index_keys(value, compiler)
+            keys = _index_keys(value, compiler, index_field)
             if keys is not None:
                 return keys
         return None
     if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.Or):
         union: set = set()
         for value in node.values:
-            keys = _index_keys(value, compiler)
+            keys = _index_keys(value, compiler, index_field)
             if keys is None:
                 return None
             union |= keys
         return frozenset(union)
-    if isinstance(node, ast.Compare) and len(node.ops) == 1 and compiler.path_of(node.left) == INDEX_FIELD:
+    if isinstance(node, ast.Compare) and len(node.ops) == 1 and compiler.path_of(node.left) == index_field:
         op, right = node.ops[0], node.comparators[0]
         if isinstance(op, ast.Eq) and isinstance(right, ast.Constant) and isinstance(right.value, str):
             return frozenset([right.value])
@@ -557,14 +560,13 @@ class CompiledHunt:
     hunt: Hunt
     predicate: Callable[[dict], bool]
     index_keys: frozenset | None
+    verb_keys: frozenset | None = None
 
 
 @dataclass
 class Catalogue:
     """Compiled hunts indexed for the per-event tagger (built once per worker)."""
     hunts: tuple[CompiledHunt, ...]
-    # dataset -> (resource -> candidate hunts, hunts needing every event of the dataset)
-    _index: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
         seen: dict[str, str] = {}
@@ -573,14 +575,7 @@ class Catalogue:
                 if name in seen:
                     raise HuntError(f"{c.hunt.file}: id or alias {name!r} already used by {seen[name]}")
                 seen[name] = c.hunt.file
-        for source in SOURCES:
-            of_source = [c for c in self.hunts if c.hunt.source == source]
-            anywhere = tuple(c for c in of_source if c.index_keys is None)
-            keyed: dict[str, tuple] = {}
-            for key in sorted({k for c in of_source if c.index_keys for k in c.index_keys}):
-                keyed[key] = tuple(c for c in of_source
-                                   if c.index_keys is None or key in c.index_keys)
-            self._index[source] = (keyed, anywhere)
+        self._memo: dict[tuple, tuple] = {}
 
     @property
     def by_id(self) -> dict[str, Hunt]:
@@ -591,19 +586,34 @@ class Catalogue:
                 out[alias] = c.hunt
         return out
 
+    def _select(self, dataset, resource, verb) -> tuple:
+        return tuple(c for c in self.hunts if c.hunt.source == dataset
+                     and (c.index_keys is None or resource in c.index_keys)
+                     and (c.verb_keys is None or verb in c.verb_keys))
+
     def candidates(self, doc: dict) -> tuple:
+        """The hunts that could match `doc`, from its dataset, resource and verb (memoised: most
+        events are reads that no hunt on writes needs to look at)."""
         event = doc.get("event")
-        entry = self._index.get(event.get("dataset") if isinstance(event, dict) else None)
-        if entry is None:
-            return ()
-        keyed, anywhere = entry
-        if keyed:
-            node = doc
-            for key in INDEX_FIELD:
-                node = node.get(key) if isinstance(node, dict) else None
-            if isinstance(node, str):
-                return keyed.get(node, anywhere)
-        return anywhere
+        dataset = event.get("dataset") if isinstance(event, dict) else None
+        resource = verb = None
+        audit = doc.get("kubernetes")
+        audit = audit.get("audit") if isinstance(audit, dict) else None
+        if isinstance(audit, dict):
+            verb = audit.get("verb")
+            ref = audit.get("objectRef")
+            resource = ref.get("resource") if isinstance(ref, dict) else None
+            if not isinstance(verb, str):
+                verb = None
+            if not isinstance(resource, str):
+                resource = None
+        key = (dataset, resource, verb)
+        found = self._memo.get(key)
+        if found is None:
+            found = self._select(dataset, resource, verb)
+            if len(self._memo) < _MEMO_LIMIT:
+                self._memo[key] = found
+        return found
 
     def tag(self, doc: dict) -> list[str]:
         """Tag `doc` in place with the hunts it matches; returns the matching hunt ids."""
@@ -655,7 +665,9 @@ def _add_threat(doc: dict, hunts: list[Hunt]) -> None:
 
 def compile_hunt(hunt: Hunt, settings: HuntSettings) -> CompiledHunt:
     predicate, keys = compile_expression(hunt.match, hunt.file, settings)
-    return CompiledHunt(hunt, predicate, keys)
+    tree = ast.parse(" ".join(hunt.match.split()), mode="eval")
+    verbs = _index_keys(tree.body, _Compiler(hunt.file, settings), VERB_FIELD)
+    return CompiledHunt(hunt, predicate, keys, verbs)
 
 
 def load_catalogue(settings: HuntSettings) -> Catalogue:
