@@ -29,15 +29,24 @@ books do not balance (read != written + dead-lettered).
 """
 
 
+class _NoAbbrevParser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
+
+
 def _parser() -> argparse.ArgumentParser:
     from pipeline.options import add_es_arguments, add_hunt_arguments, add_run_arguments
 
+    # allow_abbrev=False everywhere: `--es-password SECRET` must not be taken as an abbreviation of
+    # `--es-password-file` (and then echoed in a "no such file" error).
     parser = argparse.ArgumentParser(
-        prog="kubehunt",
+        prog="kubehunt", allow_abbrev=False,
         description="Threat hunting over Kubernetes audit logs and Falco alerts: normalise to ECS, tag hunts, "
                     "correlate escalation chains, write to Elasticsearch.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                parser_class=_NoAbbrevParser)
 
     run = sub.add_parser("run", help="run the pipeline", epilog=RUN_EPILOG,
                          formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -95,21 +104,37 @@ def cmd_run(args, beam_args: list[str]) -> int:
     return 0 if summary.as_dict()["balanced"] else 1
 
 
+class _DropImportNoise(logging.Filter):
+    """Beam warns at import that optional Google Cloud libraries are absent; kubehunt does not use them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("apitools not found")
+
+
+def _configure_logging() -> None:
+    # Before apache_beam is imported: its first warning would otherwise install its own root handler.
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_DropImportNoise())
+
+
 def main(argv: list[str] | None = None) -> int:
-    from pipeline.options import ConfigError
+    _configure_logging()
+    from pipeline.options import ConfigError, flag_names
     from transforms.elasticsearch import EsConfigError
     from transforms.read import InputError
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log.setLevel(logging.DEBUG if args.verbose else logging.INFO)
     try:
         if args.command == "run":
             return cmd_run(args, extra)
         if extra:
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+            # Flag names only: a mistyped `--es-password VALUE` must not echo the value.
+            parser.error(f"unrecognized arguments: {' '.join(flag_names(extra)) or '(values without a flag)'}")
         if args.command == "setup":
             from pipeline.setup import cmd_setup
             return cmd_setup(args)

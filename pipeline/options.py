@@ -209,10 +209,15 @@ def _beam_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def flag_names(tokens: list[str]) -> list[str]:
+    """The flags among command-line tokens, without values (`--x=secret` -> `--x`): safe to print."""
+    return [t.split("=", 1)[0] for t in tokens if t.startswith("-")]
+
+
 def beam_options(extra: list[str]) -> PipelineOptions:
     """The pass-through Beam options; an unknown flag is a configuration error, not a warning."""
     _, unknown = _beam_parser().parse_known_args(extra)
-    unknown = [u for u in unknown if u.startswith("-")]
+    unknown = flag_names(unknown)
     if unknown:
         raise ConfigError(f"unknown option(s): {' '.join(unknown)} (see `kubehunt run --help`; "
                           "Beam pipeline options such as --runner are passed through)")

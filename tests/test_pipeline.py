@@ -1,6 +1,7 @@
 """The spine end to end through the CLI: ids, dead letters, counters, options, runners."""
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -99,3 +100,19 @@ def test_multi_processing_runner_gives_the_same_documents(tmp_path):
     assert sorted(read_ndjson(out_a, "incidents"), key=key) == sorted(read_ndjson(out_b, "incidents"), key=key)
     assert summary_b["balanced"] and summary_a["events"] == summary_b["events"]
     assert summary_a["hunts"] == summary_b["hunts"]
+
+
+@pytest.mark.parametrize("argv", [
+    ["setup", "--es-password", "hunter2-secret"],
+    ["hunts", "list", "--es-password=hunter2-secret"],
+    ["run", "--audit", str(DEMO / "audit.log"), "--output-dir", "/tmp/never", "--es-password", "hunter2-secret"],
+    ["run", "--audit", str(DEMO / "audit.log"), "--output-dir", "/tmp/never", "--es-api-key=hunter2-secret"],
+])
+def test_a_secret_mistakenly_given_on_the_command_line_is_refused_and_not_echoed(argv, capsys):
+    # argparse exits (2) for the subcommands it parses; `run` returns 2 from its own check.
+    with pytest.raises(SystemExit) if argv[0] != "run" else contextlib.nullcontext():
+        code = run_cli(*argv)
+        assert code == 2
+    err = capsys.readouterr().err
+    assert "hunter2-secret" not in err
+    assert "--es-password" in err or "--es-api-key" in err

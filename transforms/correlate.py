@@ -27,6 +27,8 @@ timers only for garbage collection, so it behaves the same on batch and streamin
 """
 from __future__ import annotations
 
+import typing
+
 import json
 from datetime import datetime, timedelta, timezone
 from typing import Iterable
@@ -364,7 +366,8 @@ class ResolvePodFn(beam.DoFn):
         else:
             _, alert_id, t_ms, rule = value
             if alert_id in alerts:
-                return  # the same alert shipped twice
+                # the same alert shipped twice
+                return
             alerts[alert_id] = {"t": t_ms, "rule": rule, "rev": 0, "current": None, "sent": []}
             deadline = t_ms + self._window_ms + self._lateness_ms + 1
             if deadline > (gc_at.read() or -(2 ** 63)):
@@ -520,7 +523,8 @@ class AssembleIncidentFn(beam.DoFn):
         progress = progress_state.read() or {"counts": {}, "confirmed": {}, "emitted": None}
         if value[0] == "R":
             if resolution is not None and resolution[1] >= value[1]:
-                return  # an older decision overtaken in flight
+                # an older decision overtaken in flight
+                return
             resolution = value
             resolution_state.write(resolution)
             final.set(_ts(value[7] + self._window_ms + self._lateness_ms + 1))
@@ -641,15 +645,19 @@ class CorrelateByServiceAccount(beam.PTransform):
             pod_inputs.append(elements.pipeline
                               | "PodInventoryPath" >> beam.Create([self._pods_file])
                               | "ReadPodInventory" >> beam.ParDo(ReadPodInventoryFn()))
-        by_pod = pod_inputs[0] if len(pod_inputs) == 1 else tuple(pod_inputs) | "FlattenPodFacts" >> beam.Flatten()
+        # Typed keys give the stateful DoFns a deterministic key coder (str/int tuples), which
+        # runners that group by encoded key bytes need.
+        by_pod = tuple(pod_inputs) | "FlattenPodFacts" >> beam.Flatten().with_output_types(
+            typing.Tuple[typing.Tuple[str, str], typing.Any])
         resolved = by_pod | "ResolvePodServiceAccount" >> beam.ParDo(ResolvePodFn(
             self._window_ms, self._lateness_ms, self._bucket_ms, self._assume_default)).with_outputs(
                 ResolvePodFn.RESOLUTIONS, UNRESOLVED, main="alert_copies")
         resolved[UNRESOLVED] | "CountUnresolvedAlerts" >> beam.ParDo(CountUnresolvedFn())
         pairs = ((resolved.alert_copies, routed[RouteCorrelationElementsFn.EVENTS])
-                 | "FlattenJoinInputs" >> beam.Flatten()
+                 | "FlattenJoinInputs" >> beam.Flatten().with_output_types(
+                     typing.Tuple[typing.Tuple[str, int], typing.Any])
                  | "JoinWithinWindow" >> beam.ParDo(JoinWindowFn(self._window_ms, self._lateness_ms, self._bucket_ms)))
         return ((resolved[ResolvePodFn.RESOLUTIONS], pairs)
-                | "FlattenIncidentInputs" >> beam.Flatten()
+                | "FlattenIncidentInputs" >> beam.Flatten().with_output_types(typing.Tuple[str, typing.Any])
                 | "AssembleIncidents" >> beam.ParDo(AssembleIncidentFn(self._window_ms, self._lateness_ms, early))
                 | "CountIncidents" >> beam.ParDo(CountIncidentsFn()))
