@@ -64,7 +64,9 @@ class Summary:
                                     + self.get(f"dead.index.{kind}")}
                              for kind, n in self.by_prefix("es.received.").items()},
             "retries": self.get("es.retries"),
-            "balanced": records_read == accounted,
+            "balanced": records_read == accounted and all(
+                self.get(f"written.{k}") + self.get(f"present.{k}") + self.get(f"dead.index.{k}") == n
+                for k, n in self.by_prefix("es.received.").items()),
             "elapsed_s": round(self.elapsed_s, 3),
             "events_per_s": round(total_events / self.elapsed_s, 1) if self.elapsed_s > 0 else None,
             **self.extra,
@@ -80,12 +82,19 @@ class Summary:
             f"  files read        {fmt(d['files_read'])}",
             f"  lines read        {fmt(d['lines_read'])}   (blank lines skipped: {sum(d['blank_lines_skipped'].values()):,})",
             f"  events            {fmt(d['events'])}",
-            f"  hunts             {fmt(d['hunts'])}",
+            f"  hunts             {sum(d['hunts'].values()):,} matches"
+            + "".join(f"\n                      {count:>9,}  {hunt}"
+                      for hunt, count in sorted(d["hunts"].items(), key=lambda kv: (-kv[1], kv[0]))),
             f"  incidents         {inc['written']:,} written ({inc['confirmed']:,} confirmed); "
             f"unresolved alerts {inc['unresolved_alerts']:,}",
             f"  dead letters      {fmt({k: v for k, v in d['dead_letters'].items() if k != 'written'})}",
             f"  written           indexed: {fmt(d['written']['indexed'])}; already present: "
             f"{fmt(d['written']['already_present'])}",
+            *(f"  -> {kind:<15} received {b['received']:,} = indexed {b['indexed']:,} + already present "
+              f"{b['already_present']:,} + dead-lettered {b['dead_lettered']:,}"
+              + ("" if b["balanced"] else "  NOT BALANCED") for kind, b in d["destinations"].items()),
+            *([f"  retries           {d['retries']:,} documents re-sent after 429/5xx/connection errors"]
+              if d["retries"] else []),
             f"  books             read {d['records_read']:,} = written + dead {d['records_accounted']:,}: "
             + ("balanced" if d["balanced"] else "NOT BALANCED"),
             f"  elapsed           {d['elapsed_s']:.1f} s, {d['events_per_s'] or 0:,.0f} events/s",
