@@ -32,7 +32,8 @@ def build_processing(p: beam.Pipeline, cfg: RunConfig) -> Graph:
         if not patterns:
             continue
         name = source.capitalize()
-        read = p | f"Read{name}" >> ReadLineChunks(source, list(patterns), cfg.chunk_lines, cfg.max_line_bytes)
+        read = p | f"Read{name}" >> ReadLineChunks(source, list(patterns), cfg.chunk_lines, cfg.max_line_bytes,
+                                                           reshuffle=cfg.spread_chunks)
         processed = read["chunks"] | f"ParseNormaliseTag{name}" >> ParseNormaliseTag(cfg.process)
         documents.append(processed.documents)
         dead.extend([read[DEAD_LETTER], processed[DEAD_LETTER]])

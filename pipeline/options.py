@@ -32,6 +32,7 @@ class RunConfig:
     es: EsSettings = field(default_factory=EsSettings)
     process: ProcessSettings = field(default_factory=ProcessSettings)
     chunk_lines: int = DEFAULT_CHUNK_LINES
+    spread_chunks: bool = False
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
     correlation_window: timedelta = timedelta(minutes=30)
     allowed_lateness: timedelta = timedelta(minutes=10)
@@ -153,6 +154,10 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                    "pod -> service account")
     g.add_argument("--chunk-lines", type=_positive_int, default=DEFAULT_CHUNK_LINES, metavar="N",
                    help=f"lines per work item (default {DEFAULT_CHUNK_LINES})")
+    g.add_argument("--spread-chunks", action="store_true",
+                   help="also spread the chunks of each file across workers (a shuffle): for a few huge "
+                        "uncompressed files on a distributed runner; off by default so a local run streams "
+                        "its input in bounded memory")
     g.add_argument("--max-line-bytes", type=_positive_int, default=DEFAULT_MAX_LINE_BYTES, metavar="BYTES",
                    help="longer lines are dead-lettered (default 8 MiB)")
     o = parser.add_argument_group("outputs")
@@ -184,7 +189,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         audit=tuple(expand_patterns(args.audit)), falco=tuple(expand_patterns(args.falco)), pods=args.pods, output_dir=args.output_dir,
         es=es_settings_from_args(args),
         process=ProcessSettings(mapping_dir=None, hunts=hunt_settings_from_args(args), correlate=args.correlate),
-        chunk_lines=args.chunk_lines, max_line_bytes=args.max_line_bytes,
+        chunk_lines=args.chunk_lines, spread_chunks=args.spread_chunks, max_line_bytes=args.max_line_bytes,
         correlation_window=args.correlation_window, allowed_lateness=args.allowed_lateness,
         assume_default_sa=args.assume_default_sa, setup_destinations=args.setup_destinations,
         summary_json=args.summary_json,

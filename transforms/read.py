@@ -186,13 +186,18 @@ class ReadChunksFn(beam.DoFn):
 
 
 class ReadLineChunks(beam.PTransform):
-    """Files/globs/directories of one source -> chunks of lines, spread across workers.
+    """Files/globs/directories of one source -> chunks of lines.
+
+    Files are spread across workers (one file is read by one worker). ``reshuffle=True`` also spreads
+    the chunks of each file, for a few huge files on a distributed runner; it is off by default
+    because it is a shuffle barrier: a local runner would then hold the whole input in memory
+    instead of streaming it through in bounded memory.
 
     Main output: chunks; tagged ``DEAD_LETTER``: oversized lines and unreadable files.
     """
 
     def __init__(self, source: str, patterns: list[str], chunk_lines: int = DEFAULT_CHUNK_LINES,
-                 max_line_bytes: int = DEFAULT_MAX_LINE_BYTES, reshuffle: bool = True):
+                 max_line_bytes: int = DEFAULT_MAX_LINE_BYTES, reshuffle: bool = False):
         super().__init__()
         self._source = source
         self._patterns = list(patterns)
