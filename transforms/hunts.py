@@ -140,6 +140,17 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
 Fn = Callable[[dict, Any], Any]
 
 
+def _unrolled_getter(keys: tuple[str, ...]) -> Fn:
+    """`doc.a.b.c` as straight-line code (no loop): the tagger runs these on every event."""
+    body = ["def get(doc, var):", f"    o = doc.get({keys[0]!r})"]
+    for key in keys[1:]:
+        body += ["    if type(o) is not dict:", "        return None", f"    o = o.get({key!r})"]
+    body.append("    return o")
+    namespace: dict = {}
+    exec(compile("\n".join(body), f"<hunt path {'.'.join(keys)}>", "exec"), namespace)  # noqa: S102 - keys are repr()-quoted
+    return namespace["get"]
+
+
 class _Compiler:
     def __init__(self, where: str, settings: HuntSettings):
         self.where = where
@@ -181,8 +192,11 @@ class _Compiler:
                 return lambda doc, var: var.get(k1) if isinstance(var, dict) else None
             return lambda doc, var: doc.get(k1)
 
+        if not from_var:
+            return _unrolled_getter(keys)
+
         def get(doc, var):
-            obj = var if from_var else doc
+            obj = var
             for key in keys:
                 if not isinstance(obj, dict):
                     return None

@@ -11,6 +11,7 @@ Counters: ``events.<source>`` (documents made), ``dead.parse``, ``dead.normalise
 """
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from dataclasses import dataclass, field
@@ -52,6 +53,11 @@ class ProcessChunkFn(beam.DoFn):
         # Progress for long runs: each worker logs its own running totals every PROGRESS_EVERY_S.
         self._started = self._last_report = time.monotonic()
         self._done = 0
+        # Everything alive now (modules, compiled mappings and hunts, the runner's own objects) lives
+        # as long as the worker: moving it out of the collector's generations makes the frequent
+        # collections that millions of short-lived documents trigger cheaper (~4% of CPU, measured
+        # with scripts/bench.py).
+        gc.freeze()
 
     def _dead_counter(self, stage: str):
         counter = self._dead_counters.get(stage)
