@@ -23,7 +23,6 @@ streams are deleted afterwards unless --keep.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import subprocess
@@ -40,10 +39,8 @@ sys.path.insert(0, str(ROOT))
 
 
 def _bench_module():
-    spec = importlib.util.spec_from_file_location("kubehunt_bench", ROOT / "scripts" / "bench.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    import scripts.bench
+    return scripts.bench
 
 
 def node_cpu_seconds() -> float | None:

@@ -9,7 +9,6 @@ same tagger with the resource index switched off (every hunt of the dataset eval
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -24,10 +23,8 @@ from transforms.hunts import Catalogue, HuntSettings, load_catalogue  # noqa: E4
 
 
 def _gen():
-    spec = importlib.util.spec_from_file_location("gen_corpus", ROOT / "scripts" / "gen_corpus.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    import scripts.gen_corpus
+    return scripts.gen_corpus
 
 
 def best(fn, repeat: int) -> float:

@@ -8,7 +8,6 @@ search's data view pattern covers).
 from __future__ import annotations
 
 import fnmatch
-import importlib.util
 import json
 import re
 import uuid
@@ -16,7 +15,7 @@ import uuid
 import pytest
 
 import mappings
-from tests.conftest import ROOT
+
 from transforms.ecs import Normaliser
 from transforms.hunts import HuntSettings, load_catalogue, load_hunts
 
@@ -26,10 +25,8 @@ KQL = re.compile(r'^([\w.@]+) : "([^"\\]*)"$')
 
 
 def _gen():
-    spec = importlib.util.spec_from_file_location("gen_kibana", ROOT / "scripts" / "gen_kibana.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    import scripts.gen_kibana
+    return scripts.gen_kibana
 
 
 def objects() -> list[dict]:

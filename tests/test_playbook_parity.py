@@ -15,7 +15,6 @@ The sets must be equal except for the intended differences, each asserted one by
 """
 from __future__ import annotations
 
-import importlib.util
 import re
 import shutil
 import subprocess
@@ -25,7 +24,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.conftest import ROOT, SHARED_DATA, shared
+from tests.conftest import SHARED_DATA, shared
 from transforms.ecs import NormaliseError, Normaliser
 from transforms.hunts import HuntSettings, load_catalogue
 from transforms.parse import ParseError, records
@@ -40,10 +39,8 @@ RANKING_TAIL = " | sort | uniq -c | sort -rn | head -30"
 
 
 def _load_gen_corpus():
-    spec = importlib.util.spec_from_file_location("gen_corpus", ROOT / "scripts" / "gen_corpus.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    import scripts.gen_corpus
+    return scripts.gen_corpus
 
 
 # ---------------------------------------------------------------------------------------------

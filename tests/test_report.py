@@ -6,7 +6,6 @@ oracle is a plain Counter over the same documents.
 """
 from __future__ import annotations
 
-import importlib.util
 import io
 import warnings
 from collections import Counter
@@ -15,16 +14,14 @@ import orjson
 import pytest
 
 from pipeline.cli import main
-from tests.conftest import ROOT
+
 from transforms.ecs import Normaliser
 from transforms.hunts import HuntSettings, load_catalogue
 from transforms.parse import records
 
 
 def _tagged_docs(events: int = 3000, seed: int = 11) -> list[dict]:
-    spec = importlib.util.spec_from_file_location("gen_corpus", ROOT / "scripts" / "gen_corpus.py")
-    gen = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(gen)
+    import scripts.gen_corpus as gen
     normaliser, catalogue = Normaliser(), load_catalogue(HuntSettings())
     docs = []
     for event, _ in gen.generate(events, seed):
