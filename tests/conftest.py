@@ -47,6 +47,13 @@ def es(es_url):
 
 
 @pytest.fixture
-def unique_name() -> str:
-    """A short unique lowercase token for index / data-stream names of one test."""
-    return uuid.uuid4().hex[:10]
+def unique_name(request):
+    """A short unique lowercase token for index / data-stream names of one test. Afterwards, the data
+    streams and indices whose names carry it are deleted, so the shared node (and an analyst's
+    `logs-*` searches on it) only holds what the demo wrote."""
+    name = uuid.uuid4().hex[:10]
+    yield name
+    if "es" in request.fixturenames:
+        es = request.getfixturevalue("es").options(ignore_status=(400, 404))
+        es.indices.delete_data_stream(name=f"*{name}*", expand_wildcards="all")
+        es.indices.delete(index=f"*{name}*", expand_wildcards="all")
