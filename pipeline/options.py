@@ -181,8 +181,14 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     if not args.audit and not args.falco:
         raise ConfigError("nothing to read: give --audit PATH... and/or --falco PATH...")
-    if args.pods and not os.path.isfile(args.pods):
-        raise ConfigError(f"--pods {args.pods}: no such file")
+    if args.pods:
+        from transforms.correlate import InventoryError, inventory_service_accounts
+        if not os.path.isfile(args.pods):
+            raise ConfigError(f"--pods {args.pods}: no such file")
+        try:
+            inventory_service_accounts(args.pods)  # validate now; the pipeline reads it on a worker
+        except InventoryError as err:
+            raise ConfigError(f"--pods {err}") from None
     if args.correlation_window <= timedelta(0):
         raise ConfigError("--correlation-window must be positive")
     return RunConfig(

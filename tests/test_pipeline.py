@@ -116,3 +116,17 @@ def test_a_secret_mistakenly_given_on_the_command_line_is_refused_and_not_echoed
     err = capsys.readouterr().err
     assert "hunter2-secret" not in err
     assert "--es-password" in err or "--es-api-key" in err
+
+
+@pytest.mark.parametrize("content,reason", [
+    (b"not json", "cannot read a pod inventory"),
+    (b'{"kind": "List", "items": [{"metadata": {"name": "web"}}]}', "items[0] has no metadata.namespace/name"),
+])
+def test_a_malformed_pod_inventory_fails_fast_saying_why(tmp_path, capsys, content, reason):
+    pods = tmp_path / "pods.json"
+    pods.write_bytes(content)
+    code = run_cli("run", "--audit", DEMO / "audit.log", "--falco", DEMO / "falco.json", "--pods", pods,
+                   "--output-dir", tmp_path / "out")
+    assert code == 2
+    err = capsys.readouterr().err
+    assert reason in err and str(pods) in err

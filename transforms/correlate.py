@@ -308,22 +308,36 @@ class RouteCorrelationElementsFn(beam.DoFn):
         self._events = {}
 
 
-class ReadPodInventoryFn(beam.DoFn):
-    """`kubectl get pods -A -o json` (a List, or one Pod) -> timeless inventory facts keyed by pod."""
+class InventoryError(ValueError):
+    """A `--pods` file that is not `kubectl get pods -A -o json` output; the message says why."""
 
-    def process(self, path: str):
+
+def inventory_service_accounts(path: str) -> list[tuple[str, str, str]]:
+    """`kubectl get pods -A -o json` (a List, or one Pod) -> [(namespace, pod, service account)]."""
+    try:
         with open(path, "rb") as handle:
             data = json.load(handle)
-        items = data.get("items") if isinstance(data, dict) and "items" in data else [data]
-        if not isinstance(items, list):
-            raise ValueError(f"{path}: not a pod list (expected `kubectl get pods -A -o json` output)")
-        for index, pod in enumerate(items):
-            meta = pod.get("metadata") if isinstance(pod, dict) else None
-            ns = meta.get("namespace") if isinstance(meta, dict) else None
-            name = meta.get("name") if isinstance(meta, dict) else None
-            if not (isinstance(ns, str) and ns and isinstance(name, str) and name):
-                raise ValueError(f"{path}: items[{index}] has no metadata.namespace/name")
-            sa = f"{SA_PREFIX}{ns}:{_pod_service_account(pod)}"
+    except (OSError, ValueError) as err:
+        raise InventoryError(f"{path}: cannot read a pod inventory: {err}") from None
+    items = data.get("items") if isinstance(data, dict) and "items" in data else [data]
+    if not isinstance(items, list):
+        raise InventoryError(f"{path}: not a pod list (expected `kubectl get pods -A -o json` output)")
+    out = []
+    for index, pod in enumerate(items):
+        meta = pod.get("metadata") if isinstance(pod, dict) else None
+        ns = meta.get("namespace") if isinstance(meta, dict) else None
+        name = meta.get("name") if isinstance(meta, dict) else None
+        if not (isinstance(ns, str) and ns and isinstance(name, str) and name):
+            raise InventoryError(f"{path}: items[{index}] has no metadata.namespace/name")
+        out.append((ns, name, f"{SA_PREFIX}{ns}:{_pod_service_account(pod)}"))
+    return out
+
+
+class ReadPodInventoryFn(beam.DoFn):
+    """`kubectl get pods -A -o json` -> timeless inventory facts keyed by pod."""
+
+    def process(self, path: str):
+        for ns, name, sa in inventory_service_accounts(path):
             yield TimestampedValue(((ns, name), ("F", "inventory", sa, _TIMELESS)), MIN_TIMESTAMP)
 
 
