@@ -147,6 +147,27 @@ def test_index_keys_come_from_the_resource_conjunct():
     assert keys is None
 
 
+def _leaves(node: dict, prefix: str = "") -> set[str]:
+    out = set()
+    for key, value in node.items():
+        path = f"{prefix}{key}"
+        out |= _leaves(value, f"{path}.") if isinstance(value, dict) else {path}
+    return out
+
+
+def test_the_tagger_writes_only_the_fields_the_templates_type():
+    from transforms.hunts import TAGGED_FIELDS
+
+    written = set()
+    for hunt in HUNTS:
+        for event in hunt.example_events("match"):
+            doc = NORMALISER.to_ecs(hunt.raw_source, event)
+            before = _leaves(doc)
+            CATALOGUE.tag(doc)
+            written |= _leaves(doc) - before
+    assert written and written <= set(TAGGED_FIELDS), written - set(TAGGED_FIELDS)
+
+
 def test_verb_conjuncts_index_hunts_so_reads_skip_write_hunts():
     rbac = next(c for c in CATALOGUE.hunts if c.hunt.id == "rbac-modification")
     assert rbac.verb_keys == {"create", "update", "patch", "delete", "deletecollection"}

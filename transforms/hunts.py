@@ -39,6 +39,9 @@ RAW_SOURCE = {"kubernetes.audit_logs": "audit", "falco.alerts": "falco"}
 SEVERITIES = ("low", "medium", "high", "critical")
 INDEX_FIELD = ("kubernetes", "audit", "objectRef", "resource")
 VERB_FIELD = ("kubernetes", "audit", "verb")
+# Fields `Catalogue.tag` writes (typed in mappings/ecs/ecs-fields.yaml, like the normaliser's own).
+TAGGED_FIELDS = ("kubehunt.hunts", "kubehunt.hunt_errors", "event.risk_score", "threat.framework",
+                 "threat.tactic.id", "threat.tactic.name", "threat.technique.id", "threat.technique.name")
 _MEMO_LIMIT = 4096  # distinct (dataset, resource, verb) candidate lists kept per worker
 _HUNT_ID = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 _TACTIC = re.compile(r"^TA\d{4}$")
