@@ -1,12 +1,46 @@
 """Helpers for the Elasticsearch sink tests: settings on unique indices, running the sink, reading back."""
 from __future__ import annotations
 
+import contextlib
+import os
+import subprocess
+from pathlib import Path
+
 import apache_beam as beam
 import pytest
 import orjson
 
 from pipeline.summary import counters_from_result
 from transforms.elasticsearch import EsSettings, WriteToElasticsearch
+
+
+ES_SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "elasticsearch.sh"
+
+
+class ScriptNode:
+    """An extra Elasticsearch instance of scripts/elasticsearch.sh (its own port and instance name,
+    given as the script's environment), never the shared node."""
+
+    def __init__(self, env: dict[str, str]):
+        self._env = env
+
+    def run(self, *args: str) -> subprocess.CompletedProcess:
+        env = {k: v for k, v in os.environ.items() if k not in ("KUBEHUNT_ES_URL", "KUBEHUNT_ES_SECURE")} | self._env
+        return subprocess.run(["bash", str(ES_SCRIPT), *args], env=env, capture_output=True, text=True)
+
+    @contextlib.contextmanager
+    def running(self):
+        """Start it (failing the test with the script's message), and stop it afterwards unless it
+        was already running."""
+        was_running = self.run("status").returncode == 0
+        started = self.run("start")
+        if started.returncode != 0:
+            pytest.fail(f"could not start Elasticsearch instance {self._env}:\n{started.stderr[-3000:]}")
+        try:
+            yield self
+        finally:
+            if not was_running:
+                self.run("stop")
 
 
 def settings_for(url: str, name: str, **overrides) -> EsSettings:

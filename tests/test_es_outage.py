@@ -5,46 +5,35 @@ never the shared node on 9200. Starting it takes ~15-25 s, restarting it mid-run
 """
 from __future__ import annotations
 
-import os
-import subprocess
 import threading
 import time
-from pathlib import Path
 
 import apache_beam as beam
 import pytest
 
 from pipeline.summary import counters_from_result
-from tests.es_helpers import audit_items, books_balance, chunks, ids_in, run_sink, settings_for
+from tests.es_helpers import ScriptNode, audit_items, books_balance, chunks, ids_in, run_sink, settings_for
 from transforms.elasticsearch import WriteToElasticsearch
 
 pytestmark = [pytest.mark.elasticsearch, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parent.parent
-SCRIPT = ROOT / "scripts" / "elasticsearch.sh"
 URL = "http://127.0.0.1:9260"
 ENV = {"KUBEHUNT_ES_PORT": "9260", "KUBEHUNT_ES_INSTANCE": "h6outage", "KUBEHUNT_ES_HEAP": "512m",
        "KUBEHUNT_ES_EXTRA_CONFIG": "thread_pool.write.size: 1\nthread_pool.write.queue_size: 1"}
 
 
-def _script(*args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("KUBEHUNT_ES_URL", "KUBEHUNT_ES_SECURE")} | ENV
-    return subprocess.run(["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True)
+NODE = ScriptNode(ENV)
+_script = NODE.run
 
 
 @pytest.fixture(scope="module")
 def own_node():
     from elasticsearch import Elasticsearch
 
-    was_running = _script("status").returncode == 0
-    started = _script("start")
-    if started.returncode != 0:
-        pytest.fail(f"could not start the second Elasticsearch instance:\n{started.stderr[-3000:]}")
-    client = Elasticsearch(URL, request_timeout=60)
-    yield client
-    client.close()
-    if not was_running:
-        _script("stop")
+    with NODE.running():
+        client = Elasticsearch(URL, request_timeout=60)
+        yield client
+        client.close()
 
 
 class ThrottleFn(beam.DoFn):

@@ -17,13 +17,12 @@ from pathlib import Path
 import pytest
 
 from pipeline.setup import SetupError, ensure_destinations
-from tests.es_helpers import audit_items, chunks, ids_in, run_sink, settings_for
+from tests.es_helpers import ScriptNode, audit_items, chunks, ids_in, run_sink, settings_for
 from transforms.elasticsearch import BulkWriteFn, EsSettings, EsWriteError
 
 pytestmark = [pytest.mark.elasticsearch]
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPT = ROOT / "scripts" / "elasticsearch.sh"
 SECURE_ENV = {"KUBEHUNT_ES_SECURE": "1", "KUBEHUNT_ES_PORT": "9250", "KUBEHUNT_ES_INSTANCE": "h6secure",
               "KUBEHUNT_ES_HEAP": "512m"}
 WRONG = "Wr0ng-pa55word-that-must-never-show"
@@ -45,21 +44,13 @@ class SecureNode:
         return Elasticsearch(self.url, ca_certs=self.ca, basic_auth=("elastic", self.password), request_timeout=60)
 
 
-def _script(*args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "KUBEHUNT_ES_URL"} | SECURE_ENV
-    return subprocess.run(["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True)
+NODE = ScriptNode(SECURE_ENV)
 
 
 @pytest.fixture(scope="session")
 def secure_node():
-    was_running = _script("status").returncode == 0
-    started = _script("start")
-    if started.returncode != 0:
-        pytest.fail(f"could not start the secure Elasticsearch instance:\n{started.stderr[-3000:]}")
-    node = SecureNode(Path(_script("home").stdout.strip()))
-    yield node
-    if not was_running:
-        _script("stop")
+    with NODE.running():
+        yield SecureNode(Path(NODE.run("home").stdout.strip()))
 
 
 def secure_settings(node: SecureNode, name: str, **overrides) -> EsSettings:
