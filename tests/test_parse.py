@@ -130,3 +130,106 @@ def test_every_real_sample_line_parses_or_has_a_specific_reason():
                     reasons[path.name] = str(err)
     # The one non-Event line among the samples (falco's k8s_audit traces ship `{"kind":0}`).
     assert reasons == {"fal_01_003.json": "JSON object with kind=0 is not an audit Event"}
+
+
+# --- The guard where records enter: depth, size, exact integers, UTF-8 (issue 13) ---------------
+
+from transforms import parse as parse_module  # noqa: E402
+from transforms.parse import MAX_DEPTH, MAX_VALUES  # noqa: E402
+
+
+def nested(depth: int, key: str = "a") -> bytes:
+    """`depth` objects nested inside each other: `nested(2)` == b'{"a":{"a":1}}'."""
+    return b'{"%s":' % key.encode() * depth + b"1" + b"}" * depth
+
+
+def event_with(field: bytes) -> bytes:
+    return b'{"kind":"Event","auditID":"a-1","requestObject":' + field + b"}"
+
+
+def test_a_record_exactly_max_depth_deep_is_accepted():
+    # The Event object is one level, so requestObject may hold MAX_DEPTH - 1 more.
+    (record, _), = list(records("audit", event_with(nested(MAX_DEPTH - 1))))
+    depth, node = 1, record["requestObject"]
+    while isinstance(node, dict):
+        depth, node = depth + 1, node["a"]
+    assert depth == MAX_DEPTH
+
+
+@pytest.mark.parametrize("extra", [1, 2, 100, 1023 - MAX_DEPTH])
+def test_a_record_deeper_than_max_depth_is_refused_naming_the_limit_and_the_path(extra):
+    with pytest.raises(ParseError) as err:
+        list(records("audit", event_with(nested(MAX_DEPTH - 1 + extra))))
+    reason = str(err.value)
+    assert f"nested deeper than {MAX_DEPTH} levels (MAX_DEPTH)" in reason
+    assert " at requestObject.a.a." in reason and "more)" in reason
+
+
+def test_deep_arrays_are_refused_with_index_positions_in_the_path():
+    deep = b"[" * (MAX_DEPTH + 5) + b"]" * (MAX_DEPTH + 5)
+    with pytest.raises(ParseError, match=r"MAX_DEPTH\) at requestObject\[0\]\[0\]"):
+        list(records("audit", event_with(deep)))
+
+
+def test_a_falco_alert_with_deep_output_fields_is_refused_naming_output_fields():
+    alert = b'{"rule":"R","output":"x","output_fields":{"proc.name":' + nested(MAX_DEPTH) + b"}}"
+    with pytest.raises(ParseError, match=r"MAX_DEPTH\) at output_fields\.proc\.name\.a"):
+        list(records("falco", alert))
+
+
+def test_an_aks_log_string_is_guarded_like_a_line():
+    inner = event_with(nested(MAX_DEPTH)).decode()
+    with pytest.raises(ParseError, match=r"AKS properties.log string is nested deeper"):
+        list(records("audit", line({"properties": {"log": inner}})))
+
+
+def test_a_record_with_more_than_max_values_is_refused(monkeypatch):
+    monkeypatch.setattr(parse_module, "MAX_VALUES", 50)
+    with pytest.raises(ParseError, match=r"more than 50 values \(MAX_VALUES\); exceeded at requestObject"):
+        list(records("audit", event_with(b"[" + b",".join([b"0"] * 60) + b"]")))
+    assert list(records("audit", event_with(b"[" + b",".join([b"0"] * 40) + b"]")))
+
+
+def test_every_accepted_record_serialises_with_room_for_the_document_around_it():
+    # orjson serialises at most 254 levels; the ECS document nests the record a few levels deeper.
+    (record, _), = list(records("audit", event_with(nested(MAX_DEPTH - 1))))
+    orjson.dumps({"kubernetes": {"audit": {"x": {"y": record}}}})
+    assert MAX_DEPTH + 4 <= 254 and MAX_VALUES > 0
+
+
+@pytest.mark.parametrize("literal", [
+    "18446744073709551616", "123456789012345678901234567890", "-9223372036854775809",
+    "-99999999999999999999999999",
+])
+def test_integers_beyond_64_bits_keep_their_exact_digits_as_strings(literal):
+    (record, _), = list(records("audit", event_with(b'{"n":%s,"list":[%s]}' % (literal.encode(), literal.encode()))))
+    assert record["requestObject"] == {"n": literal, "list": [literal]}
+
+
+@pytest.mark.parametrize("value", [18446744073709551615, -9223372036854775808, 1234567890123456789])
+def test_integers_within_64_bits_stay_integers(value):
+    (record, _), = list(records("audit", event_with(b'{"n":%d}' % value)))
+    assert record["requestObject"]["n"] == value and type(record["requestObject"]["n"]) is int
+
+
+def test_long_digit_runs_inside_strings_and_floats_are_unchanged():
+    raw = event_with(b'{"s":"12345678901234567890123","f":1.5e30,"g":12345678901234567890.5}')
+    (record, _), = list(records("audit", raw))
+    assert record["requestObject"] == {"s": "12345678901234567890123", "f": 1.5e30, "g": 12345678901234567890.5}
+
+
+@pytest.mark.parametrize(("raw", "offset"), [
+    (b'{"kind":"Event","auditID":"\xff"}', 27),
+    (b'{"kind":"Event","auditID":"ok","x":"\xed\xa0\x80"}', 36),   # an encoded surrogate
+    (b'{"kind":"Event","auditID":"\xc3"}', 27),                    # a truncated sequence
+])
+def test_invalid_utf8_is_reported_with_its_byte_offset(raw, offset):
+    with pytest.raises(ParseError, match=rf"invalid UTF-8 at byte {offset} ") as err:
+        list(records("audit", raw))
+    assert "surrogates" not in str(err.value)
+    assert raw[offset] >= 0x80
+
+
+def test_invalid_utf8_in_a_falco_line_is_reported_with_its_byte_offset():
+    with pytest.raises(ParseError, match=r"falco line is not valid JSON: invalid UTF-8 at byte 9 "):
+        list(records("falco", b'{"rule":"\xfe","output":"x"}'))

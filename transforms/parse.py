@@ -9,9 +9,17 @@ A line may hold one record, a batch, or a record inside a transport envelope:
 
 ``records(source, line)`` yields ``(record, envelope)`` pairs or raises ``ParseError`` with a specific
 reason; the caller turns that into a dead letter. Nothing here knows about ECS.
+
+This is also where records enter the pipeline, so the one guard against poison pills lives here
+(``_guard``): every JSON value parsed from input is checked, without recursion, against
+``MAX_DEPTH`` and ``MAX_VALUES`` before anything downstream (the id digest, the mapping checks,
+``orjson.dumps``) walks it recursively. Integers beyond 64 bits keep their exact digits (as strings)
+instead of becoming floats; invalid UTF-8 is reported with its byte offset. docs/operations.md
+("Limits") states each limit and what happens past it.
 """
 from __future__ import annotations
 
+import json
 from typing import Iterator
 
 import orjson
@@ -54,11 +62,95 @@ def _aks_meta(obj: dict) -> dict:
     return meta
 
 
+# Nested objects/arrays a record may have (`{"a": 1}` is 1 deep). orjson parses 1024 levels but
+# serialises only 254; the document nests the record 2-3 levels deeper (kubernetes.audit.requestObject,
+# falco.output_fields), and the mapping checks and the id digest recurse. 200 leaves room for all.
+MAX_DEPTH = 200
+# Values (objects, arrays, scalars) a record may hold: bounds the per-record work and memory of every
+# later walk. A real audit Event holds hundreds, a large list response tens of thousands.
+MAX_VALUES = 1_000_000
+# Past this magnitude orjson turns an integer literal into a float and loses digits.
+_INT_MIN, _INT_MAX = -(1 << 63), (1 << 64) - 1
+# Digits -> "0", everything else -> " ": a run of 19 zeros means a literal that may not fit 64 bits.
+_DIGITS = bytes(48 if 48 <= b <= 57 else 32 for b in range(256))
+_LONG_DIGIT_RUN = b"0" * 19
+
+
+def _path_text(parts: list) -> str:
+    """A field path for a reason: `requestObject.spec[3].a`, elided in the middle when very deep."""
+    if len(parts) > 16:
+        parts = [*parts[:8], f"...({len(parts) - 14} more)...", *parts[-6:]]
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if type(part) is int else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _guard(value, what: str) -> None:
+    """Refuse a value nested deeper than MAX_DEPTH or holding more than MAX_VALUES values.
+
+    Iterative (an explicit stack), so a 1000-deep record cannot exhaust the interpreter's stack here;
+    the path is rebuilt only on failure, from parent links kept per container.
+    """
+    # (container, depth, parent entry, key in parent)
+    stack = [(value, 1, None, None)]
+    seen = 0
+    while stack:
+        entry = stack.pop()
+        node, depth = entry[0], entry[1]
+        items = node.items() if type(node) is dict else enumerate(node)
+        seen += len(node)
+        if seen > MAX_VALUES:
+            raise ParseError(f"{what} holds more than {MAX_VALUES:,} values (MAX_VALUES); "
+                             f"exceeded at {_path_text(_parts(entry))}")
+        for key, item in items:
+            if type(item) is dict or type(item) is list:
+                if depth >= MAX_DEPTH:
+                    raise ParseError(f"{what} is nested deeper than {MAX_DEPTH} levels (MAX_DEPTH) at "
+                                     f"{_path_text(_parts(entry) + [key])}")
+                if item:
+                    stack.append((item, depth + 1, entry, key))
+
+
+def _parts(entry) -> list:
+    parts = []
+    while entry is not None and entry[2] is not None:
+        parts.append(entry[3])
+        entry = entry[2]
+    return parts[::-1]
+
+
+def _exact_int(text: str):
+    value = int(text)
+    return value if _INT_MIN <= value <= _INT_MAX else text
+
+
+def _utf8_reason(text: bytes | str) -> str | None:
+    if isinstance(text, bytes):
+        try:
+            text.decode("utf-8")
+        except UnicodeDecodeError as err:
+            return f"invalid UTF-8 at byte {err.start} ({text[err.start:err.start + 4]!r})"
+    return None
+
+
 def _loads(text: bytes | str, what: str):
+    """Parse JSON from input; every value parsed from input goes through here and the guard."""
     try:
-        return orjson.loads(text)
+        value = orjson.loads(text)
     except orjson.JSONDecodeError as err:
-        raise ParseError(f"{what} is not valid JSON: {err}") from None
+        reason = _utf8_reason(text) if "UTF-8" in str(err) else None
+        raise ParseError(f"{what} is not valid JSON: {reason or err}") from None
+    if type(value) is dict or type(value) is list:
+        raw = text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass")
+        # Cheap bounds first (C speed): depth <= brackets, values <= bytes; walk only when they allow more.
+        if raw.count(b"{") + raw.count(b"[") > MAX_DEPTH or len(raw) > MAX_VALUES:
+            _guard(value, what)
+        if _LONG_DIGIT_RUN in raw.translate(_DIGITS):
+            # Rare: a 19+ digit run (maybe inside a string). Re-parse with exact integers; out-of-range
+            # ones stay as their digits (a string), never a float that silently loses them.
+            value = json.loads(text, parse_int=_exact_int)
+    return value
 
 
 def audit_records(obj) -> Iterator[tuple[dict, str]]:
@@ -116,7 +208,7 @@ def falco_records(line: bytes, obj=None) -> Iterator[tuple[dict, str]]:
             try:
                 other = orjson.loads(stripped)
             except orjson.JSONDecodeError:
-                other = _NOT_JSON
+                other = _NOT_JSON  # not JSON: maybe syslog; _loads below gives the reason
             if other is not _NOT_JSON:
                 raise ParseError(f"falco line is a JSON {type(other).__name__}, not an object")
             obj = _loads(_strip_syslog(stripped), "falco syslog payload")
