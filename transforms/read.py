@@ -1,11 +1,12 @@
-"""Read JSON-lines inputs (files, globs, directories; gzip/bz2/zstd) as chunks of lines.
+"""Read JSON-lines inputs (files, globs, directories; gzip/bz2/zstd by content) as chunks of lines.
 
 Per-element cost dominates a Beam pipeline, so the unit of work here is a *chunk*: a tuple
 ``(source, origin, first_line_number, [line, ...])``. Parse, normalise and tag run fused over a chunk
 (see ``transforms.process``); events become individual elements only where they must be grouped.
 
 Oversized lines and unreadable or truncated files go to the dead-letter output with the reason;
-lines already read from a truncated file are kept.
+lines already read from a truncated file are kept. Each file is read once however it was named
+(``file_identity``), and its compression is told by its content (``sniff_compression``).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import zlib
 from typing import Iterable, Iterator
 
 import apache_beam as beam
+import zstandard
 from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
@@ -28,7 +30,6 @@ Chunk = tuple  # (source: str, origin: str, first_line: int, lines: list[bytes])
 
 DEFAULT_CHUNK_LINES = 1000
 DEFAULT_MAX_LINE_BYTES = 8 * 1024 * 1024
-_GZIP_MAGIC = b"\x1f\x8b"
 
 
 class InputError(ValueError):
@@ -77,21 +78,72 @@ def iter_lines(fileobj, max_line_bytes: int) -> Iterator[tuple[int, bytes | None
 
 
 class _RawAdapter(io.RawIOBase):
-    """Beam's (compressed) file handles have no `readline(limit)`; a BufferedReader over this has."""
+    """Beam's file handles have no `readline(limit)`; a BufferedReader over this has.
 
-    def __init__(self, handle):
+    ``prefix`` holds the bytes already read from the handle to sniff its compression."""
+
+    def __init__(self, handle, prefix: bytes = b""):
         self._handle = handle
+        self._prefix = prefix
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer) -> int:
+        if self._prefix:
+            n = min(len(buffer), len(self._prefix))
+            buffer[:n], self._prefix = self._prefix[:n], self._prefix[n:]
+            return n
         data = self._handle.read(len(buffer))
         buffer[: len(data)] = data
         return len(data)
 
     def close(self) -> None:
         self._handle.close()
+        super().close()
+
+
+class _ZstdRaw(io.RawIOBase):
+    """zstd frames decoded one after another; a stream that ends inside a frame raises EOFError.
+
+    The zstandard package's own stream reader ends quietly at a cut, so a truncated ``.zst`` lost its
+    tail as a mangled "parse" dead letter; this keeps the decoded lines and reports the cut instead.
+    """
+
+    _BLOCK = 1 << 17
+
+    def __init__(self, raw):
+        self._raw = raw
+        self._new = zstandard.ZstdDecompressor().decompressobj
+        self._obj = self._new()
+        self._in_frame = False   # bytes of the current frame consumed and its end not yet seen
+        self._pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not self._pending:
+            data = self._raw.read(self._BLOCK)
+            if not data:
+                if self._in_frame:
+                    raise EOFError("zstd stream ended inside a frame (truncated)")
+                return 0
+            while data:
+                self._in_frame = True
+                out = self._obj.decompress(data)
+                self._pending += out
+                if self._obj.eof:   # a frame ended; what follows is the next frame (or padding)
+                    data = self._obj.unused_data
+                    self._obj, self._in_frame = self._new(), False
+                else:
+                    data = b""
+        n = min(len(buffer), len(self._pending))
+        buffer[:n], self._pending = self._pending[:n], self._pending[n:]
+        return n
+
+    def close(self) -> None:
+        self._raw.close()
         super().close()
 
 
@@ -112,26 +164,70 @@ class _ClosingBoth:
             self._handle.close()
 
 
+# Compression is told by content, never by the name: a plain-text file called `.gz` is text, a gzip
+# file called `.log` is gzip. (Rotation tools, hand copies and misnamed exports all do this.)
+_MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\x28\xb5\x2f\xfd", "zstd"))
+
+
+def sniff_compression(head: bytes) -> str | None:
+    """"gzip", "bzip2", "zstd" from a file's first bytes, or None for anything else (read as text)."""
+    for magic, name in _MAGIC:
+        if head.startswith(magic):
+            # "BZh" is also plain text; a bzip2 header goes on with a block size digit and a block magic.
+            if name == "bzip2" and not (len(head) >= 10 and head[3:4].isdigit()
+                                        and head[4:10] in (b"\x31\x41\x59\x26\x53\x59", b"\x17\x72\x45\x38\x50\x90")):
+                continue
+            return name
+    return None
+
+
 def open_input(path: str):
-    """Open by extension (AUTO); gzip content without a .gz name is sniffed by its magic bytes."""
-    compression = CompressionTypes.detect_compression_type(path)
-    if compression == CompressionTypes.UNCOMPRESSED:
-        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as probe:
-            if probe.read(2) == _GZIP_MAGIC:
-                compression = CompressionTypes.GZIP
-    if compression in (CompressionTypes.GZIP, CompressionTypes.BZIP2):
-        # Python's own decoders (not Beam's) so that a truncated archive raises EOFError instead of
-        # ending quietly: a half-written rotation must show up as a dead letter, not as a short day.
-        raw = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
-        # Both have readline(limit) and buffer in small blocks, so lines before the cut are kept.
-        decoder = gzip.GzipFile(fileobj=raw) if compression == CompressionTypes.GZIP else bz2.BZ2File(raw)
-        return _ClosingBoth(decoder, raw)
-    return io.BufferedReader(_RawAdapter(FileSystems.open(path, compression_type=compression)), 1 << 20)
+    """Open `path` for reading lines, decompressing by its content (see ``sniff_compression``).
+
+    Python's own decoders (not Beam's), and our zstd frame reader, so that a truncated archive raises
+    EOFError instead of ending quietly: a half-written rotation must show up as a dead letter, not as
+    a short day. All decode in small blocks, so the lines before a cut are kept (bzip2 can only decode
+    whole blocks of up to 900 kB: the lines of an incomplete last block cannot be recovered by anyone).
+    """
+    handle = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+    head = b""
+    while len(head) < 10:
+        more = handle.read(10 - len(head))
+        if not more:
+            break
+        head += more
+    raw = io.BufferedReader(_RawAdapter(handle, head), 1 << 20)
+    kind = sniff_compression(head)
+    if kind == "gzip":
+        return _ClosingBoth(gzip.GzipFile(fileobj=raw), raw)
+    if kind == "bzip2":
+        return _ClosingBoth(bz2.BZ2File(raw), raw)
+    if kind == "zstd":
+        return io.BufferedReader(_ZstdRaw(raw), 1 << 20)
+    return raw
 
 
 def _file_path(metadata):
     if not metadata.path.endswith("/") and not os.path.isdir(metadata.path):
         yield metadata.path
+
+
+def file_identity(path: str):
+    """(identity, path): one identity for every spelling of the same file.
+
+    Local files: (device, inode), so `corpus/x`, `./corpus/x`, `/abs/corpus/../corpus/x`, a symlink
+    and a hard link are one file; the path becomes the resolved one (the same for every spelling, so
+    dead-letter origins and ids do not depend on how the file was named). Other Beam filesystems
+    (gs://, s3://, ...) have no links or relative spellings: the path is the identity.
+    """
+    if FileSystems.get_scheme(path) is not None:
+        return ("path", path), path
+    resolved = os.path.realpath(path)
+    try:
+        st = os.stat(resolved)
+    except OSError:   # vanished since the match: the read reports it
+        return ("path", resolved), resolved
+    return ("inode", st.st_dev, st.st_ino), resolved
 
 
 class ReadChunksFn(beam.DoFn):
@@ -174,7 +270,7 @@ class ReadChunksFn(beam.DoFn):
                         self._lines.inc(len(chunk))
                         yield (self._source, path, first, chunk)
                         chunk = []
-        except (EOFError, OSError, zlib.error, gzip.BadGzipFile) as err:
+        except (EOFError, OSError, zlib.error, gzip.BadGzipFile, zstandard.ZstdError) as err:
             # A truncated rotation or a corrupt archive: keep what was read, dead-letter the rest.
             self._dead.inc()
             yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(
@@ -210,8 +306,11 @@ class ReadLineChunks(beam.PTransform):
                 | f"{self._source}:Patterns" >> beam.Create(self._patterns)
                 | f"{self._source}:Match" >> fileio.MatchAll()
                 | f"{self._source}:Paths" >> beam.FlatMap(_file_path)
-                # Overlapping patterns must not read a file twice; Distinct also spreads files over workers.
-                | f"{self._source}:DistinctFiles" >> beam.Distinct()
+                # Overlapping patterns and other spellings of a path must not read a file twice; the
+                # grouping also spreads files over workers. min(): the same path whatever the order.
+                | f"{self._source}:FileIdentity" >> beam.Map(file_identity)
+                | f"{self._source}:DistinctFiles" >> beam.CombinePerKey(min)
+                | f"{self._source}:OnePathPerFile" >> beam.Values()
                 | f"{self._source}:ReadChunks" >> beam.ParDo(
                     ReadChunksFn(self._source, self._chunk_lines, self._max_line_bytes)
                 ).with_outputs(DEAD_LETTER, main="chunks"))

@@ -1,0 +1,134 @@
+"""Reading by content and identity: one read per file however it is named, compression sniffed from
+the bytes (not the name), and truncated archives that keep every line before the cut."""
+from __future__ import annotations
+
+import bz2
+import gzip
+import os
+import zlib
+
+import pytest
+import zstandard
+
+from tests.helpers import read_ndjson, run_to_dir
+from transforms.read import file_identity, sniff_compression
+
+AUDIT_LINE = (b'{"kind":"Event","apiVersion":"audit.k8s.io/v1","auditID":"a-%d","stage":"ResponseComplete",'
+              b'"verb":"get","user":{"username":"alice"},"objectRef":{"resource":"pods","namespace":"ns"},'
+              b'"requestReceivedTimestamp":"2026-01-01T00:00:%02d.000000Z"}\n')
+
+
+def lines(n: int, start: int = 0) -> bytes:
+    return b"".join(AUDIT_LINE % (i, i % 60) for i in range(start, start + n))
+
+
+def audit_ids(out) -> list[str]:
+    return sorted(d["kubernetes"]["audit"]["auditID"] for d in read_ndjson(out, "events"))
+
+
+def test_the_same_file_under_several_spellings_and_a_symlink_is_read_once(tmp_path, monkeypatch):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "x.log").write_bytes(lines(20))
+    (tmp_path / "link.log").symlink_to(corpus / "x.log")
+    monkeypatch.chdir(tmp_path)
+    code, summary, out = run_to_dir(
+        tmp_path, "--audit", "corpus/x.log", "./corpus/x.log", f"{tmp_path}/corpus/../corpus/x.log",
+        "link.log", "corpus", "corpus/*.log")
+    assert code == 0
+    assert audit_ids(out) == sorted(f"a-{i}" for i in range(20))
+    assert summary["files_read"]["audit"] == 1 and summary["lines_read"]["audit"] == 20
+
+
+def test_a_hard_link_is_the_same_file(tmp_path):
+    (tmp_path / "a.log").write_bytes(lines(4))
+    os.link(tmp_path / "a.log", tmp_path / "b.log")
+    code, summary, out = run_to_dir(tmp_path, "--audit", tmp_path / "a.log", tmp_path / "b.log")
+    assert code == 0 and summary["files_read"]["audit"] == 1 and len(read_ndjson(out, "events")) == 4
+
+
+def test_two_files_with_the_same_content_are_two_files(tmp_path):
+    (tmp_path / "a.log").write_bytes(lines(4))
+    (tmp_path / "b.log").write_bytes(lines(4))
+    code, summary, _ = run_to_dir(tmp_path, "--audit", tmp_path / "a.log", tmp_path / "b.log")
+    # Same events (same ids: the sink dedupes them), but both files are read and counted.
+    assert code == 0 and summary["files_read"]["audit"] == 2 and summary["lines_read"]["audit"] == 8
+
+
+def test_every_spelling_of_a_local_file_has_one_identity_and_remote_paths_are_their_own(tmp_path, monkeypatch):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "f").write_bytes(b"x")
+    (tmp_path / "s").symlink_to(tmp_path / "d" / "f")
+    monkeypatch.chdir(tmp_path)
+    ids = {file_identity(p) for p in ("d/f", "./d/f", f"{tmp_path}/d/../d/f", "s")}
+    assert ids == {(("inode", os.stat("d/f").st_dev, os.stat("d/f").st_ino), os.path.realpath("d/f"))}
+    assert file_identity("gs://bucket/a/../a/f") == (("path", "gs://bucket/a/../a/f"), "gs://bucket/a/../a/f")
+    assert file_identity("gs://bucket/a") != file_identity("gs://bucket/b")
+
+
+@pytest.mark.parametrize(("name", "encode"), [
+    ("plain.gz", lambda b: b), ("plain.bz2", lambda b: b), ("plain.zst", lambda b: b),
+    ("gzip.log", gzip.compress), ("bzip2.json", bz2.compress),
+    ("zstd.txt", lambda b: zstandard.ZstdCompressor().compress(b)),
+    ("two-zstd-frames.log", lambda b: zstandard.ZstdCompressor().compress(b[:900])
+     + zstandard.ZstdCompressor().compress(b[900:])),
+    ("two-gzip-members", lambda b: gzip.compress(b[:700]) + gzip.compress(b[700:])),
+])
+def test_compression_is_told_by_content_not_by_name(tmp_path, name, encode):
+    f = tmp_path / name
+    f.write_bytes(encode(lines(12)))
+    code, summary, out = run_to_dir(tmp_path, "--audit", f)
+    assert code == 0
+    assert audit_ids(out) == sorted(f"a-{i}" for i in range(12))
+    assert summary["lines_read"]["audit"] == 12 and read_ndjson(out, "dead-letters") == []
+
+
+def test_text_that_starts_like_a_bzip2_header_is_text():
+    assert sniff_compression(b"BZh hello\n") is None
+    assert sniff_compression(bz2.compress(b"x")[:10]) == "bzip2"
+    assert sniff_compression(b"") is None
+
+
+def _decodable_prefix(kind: str, cut: bytes) -> bytes:
+    """What an independent decoder recovers from a truncated archive (the oracle)."""
+    if kind == "gz":
+        return zlib.decompressobj(wbits=31).decompress(cut)
+    if kind == "bz2":
+        out, dec = b"", bz2.BZ2Decompressor()
+        for i in range(0, len(cut), 4096):
+            out += dec.decompress(cut[i:i + 4096])
+        return out
+    return zstandard.ZstdDecompressor().decompressobj().decompress(cut)
+
+
+@pytest.mark.parametrize("kind", ["gz", "bz2", "zst"])
+def test_a_truncated_archive_keeps_every_line_before_the_cut_and_dead_letters_the_rest(tmp_path, kind):
+    data = lines(6000)
+    whole = {"gz": gzip.compress, "bz2": lambda b: bz2.compress(b, 1),
+             "zst": lambda b: zstandard.ZstdCompressor().compress(b)}[kind](data)
+    cut = whole[: len(whole) * 2 // 3]
+    kept = _decodable_prefix(kind, cut).count(b"\n")
+    assert 0 < kept < 6000   # the oracle itself: the cut is mid-file (bzip2: past its first 100 kB block)
+    f = tmp_path / f"audit.log.{kind}"
+    f.write_bytes(cut)
+    code, summary, out = run_to_dir(tmp_path, "--audit", f)
+    assert code == 0
+    assert audit_ids(out) == sorted(f"a-{i}" for i in range(kept))
+    dead = read_ndjson(out, "dead-letters")
+    assert len(dead) == 1
+    letter = dead[0]["kubehunt"]["dead_letter"]
+    assert letter["stage"] == "read" and letter["line"] == kept + 1
+    assert letter["reason"].startswith(f"input unreadable after line {kept}: ")
+    assert summary["dead_letters"]["parse"] == 0 and summary["balanced"]
+
+
+def test_a_corrupt_archive_is_one_read_dead_letter_and_the_run_goes_on(tmp_path):
+    bad = tmp_path / "bad.log"
+    bad.write_bytes(b"\x28\xb5\x2f\xfd" + b"\xff" * 100)
+    good = tmp_path / "good.log"
+    good.write_bytes(lines(3))
+    code, summary, out = run_to_dir(tmp_path, "--audit", bad, good)
+    assert code == 0 and len(read_ndjson(out, "events")) == 3
+    dead = read_ndjson(out, "dead-letters")
+    assert [d["kubehunt"]["dead_letter"]["reason"].split(":")[0] for d in dead] == ["input unreadable after line 0"]
+    assert summary["balanced"]
