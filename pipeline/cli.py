@@ -79,24 +79,52 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args, beam_args: list[str]) -> int:
-    import apache_beam as beam
-
-    from pipeline import graph
+    from pipeline import validate
     from pipeline.options import beam_options, config_from_args
-    from pipeline.summary import Summary, counters_from_result
+    from pipeline.summary import Summary, redact_url
 
     cfg = config_from_args(args)
     options = beam_options(beam_args)
-    sink = f"files in {cfg.output_dir}" if cfg.output_dir else f"Elasticsearch {', '.join(cfg.es.hosts)}"
-    if not cfg.output_dir and cfg.setup_destinations:
-        from pipeline.setup import ensure_destinations
-        ensure_destinations(cfg.es)
+    validate.validate_run(cfg)
+    sink = (f"files in {cfg.output_dir}" if cfg.output_dir
+            else f"Elasticsearch {', '.join(redact_url(h) for h in cfg.es.hosts)}")
+    try:
+        return _run(cfg, options, sink)
+    except validate.RunFailure as err:
+        if cfg.summary_json:   # what automation reads: the run failed, and why (nothing was counted)
+            Summary({}, 0.0, sink, extra={"failed": str(err), "balanced": False}).write_json(cfg.summary_json)
+        raise
+
+
+def _run(cfg, options, sink: str) -> int:
+    import apache_beam as beam
+
+    from pipeline import graph, validate
+    from pipeline.options import insecure_warning
+    from pipeline.summary import Summary, counters_from_result
+
+    if not cfg.output_dir:
+        warning = insecure_warning(cfg.es)
+        if warning:
+            log.warning("%s", warning)
+        if cfg.setup_destinations:
+            from pipeline.setup import ensure_destinations
+            ensure_destinations(cfg.es)
+        else:
+            validate.check_reachable(cfg.es)
     log.info("kubehunt run: audit=%s falco=%s -> %s", list(cfg.audit), list(cfg.falco), sink)
     started = time.monotonic()
+    temp_before = validate.temp_dirs(cfg.output_dir)
     pipeline = beam.Pipeline(options=options)
     graph.build(pipeline, cfg)
-    result = pipeline.run()
-    result.wait_until_finish()
+    try:
+        result = pipeline.run()
+        result.wait_until_finish()
+    except Exception as err:  # noqa: BLE001 - any runner failure: one line here, the traceback with -v
+        log.debug("run failed", exc_info=True)
+        validate.clean_temp_dirs(cfg.output_dir, temp_before)
+        raise validate.RunFailure(f"{validate.describe_failure(err)} (writes are idempotent: "
+                                  "re-run the same input once the cause is fixed)") from None
     summary = Summary(counters_from_result(result), time.monotonic() - started, sink)
     print(summary.render(), file=sys.stderr)
     if cfg.summary_json:
@@ -111,17 +139,36 @@ class _DropImportNoise(logging.Filter):
         return not record.getMessage().startswith("apitools not found")
 
 
+class _ShortRunnerErrors(logging.Filter):
+    """The runner logs a failing step's error with the whole worker traceback (100+ lines); the run
+    then ends with one `kubehunt: run failed:` line naming the cause. Keep the runner's first line
+    only, unless --verbose."""
+
+    verbose = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self.verbose and record.name.startswith("apache_beam") and record.levelno >= logging.ERROR:
+            record.msg, record.args = record.getMessage().splitlines()[0][:300], ()
+            record.exc_info = record.exc_text = None
+        return True
+
+
+_SHORT_ERRORS = _ShortRunnerErrors()
+
+
 def _configure_logging() -> None:
     # Before apache_beam is imported: its first warning would otherwise install its own root handler.
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:
         handler.addFilter(_DropImportNoise())
+        handler.addFilter(_SHORT_ERRORS)
 
 
 def main(argv: list[str] | None = None) -> int:
     _configure_logging()
     from pipeline.options import ConfigError, flag_names
+    from pipeline.validate import RunFailure
     from transforms.elasticsearch import EsConfigError
     from transforms.read import InputError
 
@@ -129,17 +176,30 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
     log.setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    _SHORT_ERRORS.verbose = args.verbose
     try:
         if args.command == "run":
             return cmd_run(args, extra)
         if extra:
             # Flag names only: a mistyped `--es-password VALUE` must not echo the value.
             parser.error(f"unrecognized arguments: {' '.join(flag_names(extra)) or '(values without a flag)'}")
+        if args.command in ("setup", "report"):
+            from pipeline.options import es_settings_from_args, insecure_warning
+            from pipeline.validate import validate_destinations
+            settings = es_settings_from_args(args)
+            if args.command == "setup":
+                validate_destinations(settings)
+            warning = insecure_warning(settings)
+            if warning:
+                log.warning("%s", warning)
         if args.command == "setup":
             from pipeline.setup import cmd_setup
             return cmd_setup(args)
         if args.command == "hunts":
+            from pipeline.options import hunt_settings_from_args
             from pipeline.report import cmd_hunts
+            from pipeline.validate import validate_hunts
+            validate_hunts(hunt_settings_from_args(args))   # a hunt that does not compile: exit 2
             return cmd_hunts(args)
         if args.command == "report":
             from pipeline.report import cmd_report
@@ -147,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, InputError, EsConfigError) as err:
         print(f"kubehunt: error: {err}", file=sys.stderr)
         return 2
+    except RunFailure as err:
+        print(f"kubehunt: run failed: {err}", file=sys.stderr)
+        return 1
     return 2
 
 

@@ -100,18 +100,33 @@ def add_es_arguments(parser: argparse.ArgumentParser) -> None:
                    help=f"destination of dead letters (default {DEFAULT_INDICES['dead_letters']})")
 
 
+_SECRET_FILES = ("es_password_file", "es_api_key_file", "es_bearer_token_file")
+
+
 def es_settings_from_args(args: argparse.Namespace) -> EsSettings:
+    from pipeline.summary import redact_url
+
     hosts = tuple(args.es_url or [os.environ.get("KUBEHUNT_ES_URL") or "http://127.0.0.1:9200"])
     for host in hosts:
         if not host.startswith(("http://", "https://")):
-            raise ConfigError(f"--es-url {host!r} must start with http:// or https://")
+            # Not the value itself: a mistyped flag may have put a secret here.
+            raise ConfigError("--es-url (or $KUBEHUNT_ES_URL): a URL must start with "
+                              "http:// or https://")
         if "@" in host.split("//", 1)[1].split("/", 1)[0]:
             raise ConfigError("--es-url must not carry credentials (they would show in process listings); "
                               "use --es-username with $KUBEHUNT_ES_PASSWORD, or an API key file")
+        if "?" in host or "#" in host:
+            # The client drops a query string, so `?api_key=...` would not even authenticate.
+            raise ConfigError(f"--es-url {redact_url(host)}: must not carry a query string or fragment "
+                              "(the client ignores them; credentials go in $KUBEHUNT_ES_API_KEY or a --es-*-file)")
     for name in ("es_password_file", "es_api_key_file", "es_bearer_token_file", "es_ca_certs",
                  "es_client_cert", "es_client_key"):
         value = getattr(args, name)
         if value and not os.path.isfile(value):
+            if name in _SECRET_FILES:
+                # Neither the path nor the value: `--es-password-file S3cr3t` is a secret given by mistake.
+                raise ConfigError(f"--{name.replace('_', '-')}: no such file (the value is not shown: it may be "
+                                  "a secret given in place of a path)")
             raise ConfigError(f"--{name.replace('_', '-')} {value}: no such file")
     return EsSettings(
         hosts=hosts, username=args.es_username, password_file=args.es_password_file,
@@ -123,6 +138,20 @@ def es_settings_from_args(args: argparse.Namespace) -> EsSettings:
         indices=(("audit", args.audit_index), ("falco", args.falco_index),
                  ("incidents", args.incidents_index), ("dead_letters", args.dead_letter_index)),
     )
+
+
+def insecure_warning(settings: EsSettings) -> str | None:
+    """The warning `--no-es-verify-certs` deserves, or None. The driver logs it once (the client's own
+    per-request warning is off: it would repeat on every bulk request of every worker)."""
+    if settings.verify_certs or not any(h.startswith("https") for h in settings.hosts):
+        return None
+    sends = [what for what, present in (
+        ("an API key", settings.api_key_file or os.environ.get(settings.api_key_env)),
+        ("a bearer token", settings.bearer_token_file or os.environ.get(settings.bearer_token_env)),
+        ("a password", settings.username)) if present]
+    return ("--no-es-verify-certs: the server's TLS certificate is NOT verified, so anyone in the path can "
+            "pose as Elasticsearch" + (f" and receive {sends[0]} (sent with every request)" if sends else "")
+            + "; prefer --es-ca-certs FILE")
 
 
 def add_hunt_arguments(parser: argparse.ArgumentParser) -> None:

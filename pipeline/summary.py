@@ -6,11 +6,37 @@ either written (indexed, or already present from an earlier run) or dead-lettere
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
 
 from apache_beam.metrics.metric import MetricsFilter
 
 from transforms.records import METRICS_NAMESPACE, SOURCES
+
+
+def redact_url(url: str) -> str:
+    """`https://user:pw@host:9200/p?api_key=x#f` -> `https://***@host:9200/p?***`: safe to show anywhere.
+
+    ``--es-url`` refuses credentials, but every place that shows a URL goes through this too, so a
+    URL that reached the settings another way (code, a future option) still never leaks.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(unparseable URL)"
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    return urlunsplit((parts.scheme, netloc, parts.path, "***" if parts.query else "", ""))
+
+
+_URL = re.compile(r"\bhttps?://[^\s'\")\]>,]+")
+
+
+def redact_urls_in(text: str) -> str:
+    """Every URL inside a message, redacted (``redact_url``)."""
+    return _URL.sub(lambda m: redact_url(m.group(0)), text)
 
 
 @dataclass
@@ -37,7 +63,7 @@ class Summary:
         accounted = sum(written.values()) + sum(present.values()) + sum(dead_index.values()) + sum(dead_input.values())
         total_events = sum(events.values())
         return {
-            "sink": self.sink,
+            "sink": redact_urls_in(self.sink),
             "files_read": {s: self.get(f"files_read.{s}") for s in SOURCES},
             "lines_read": lines_read,
             "blank_lines_skipped": {s: self.get(f"blank_lines.{s}") for s in SOURCES},

@@ -118,6 +118,11 @@ class EsSettings:
         """A client for the worker (or the driver's setup). Auth precedence: API key, bearer, basic."""
         from elasticsearch import Elasticsearch
 
+        # The transport logs one INFO line per request: per bulk request on every worker (a
+        # multi-process worker's root logger is at INFO). Unless someone asked for it, warnings only.
+        transport_log = logging.getLogger("elastic_transport.transport")
+        if transport_log.level == logging.NOTSET:
+            transport_log.setLevel(logging.WARNING)
         kwargs: dict = {"request_timeout": self.request_timeout, "max_retries": 0,
                         "retry_on_timeout": False, "http_compress": False,
                         # one connection per concurrent bulk request, plus one for dead letters/setup
