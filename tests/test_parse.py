@@ -233,3 +233,9 @@ def test_invalid_utf8_is_reported_with_its_byte_offset(raw, offset):
 def test_invalid_utf8_in_a_falco_line_is_reported_with_its_byte_offset():
     with pytest.raises(ParseError, match=r"falco line is not valid JSON: invalid UTF-8 at byte 9 "):
         list(records("falco", b'{"rule":"\xfe","output":"x"}'))
+
+
+@pytest.mark.parametrize("source", ["audit", "falco"])
+def test_a_utf8_byte_order_mark_before_a_line_is_ignored(source):
+    obj = EVENT if source == "audit" else ALERT
+    assert [r for r, _ in records(source, b"\xef\xbb\xbf" + line(obj))] == [obj]

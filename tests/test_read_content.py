@@ -132,3 +132,16 @@ def test_a_corrupt_archive_is_one_read_dead_letter_and_the_run_goes_on(tmp_path)
     dead = read_ndjson(out, "dead-letters")
     assert [d["kubehunt"]["dead_letter"]["reason"].split(":")[0] for d in dead] == ["input unreadable after line 0"]
     assert summary["balanced"]
+
+
+def test_dead_letters_after_blank_and_oversized_lines_name_their_own_line(tmp_path):
+    f = tmp_path / "a.log"
+    f.write_bytes(lines(2) + b"\n" + lines(1, start=2) + b'{"too":"' + b"y" * 3000 + b'"}\n' + b"not json\n"
+                  + b"\n\n" + b"[1]\n")
+    code, summary, out = run_to_dir(tmp_path, "--audit", f, "--max-line-bytes", "2000")
+    assert code == 0
+    dead = {d["kubehunt"]["dead_letter"]["line"]: d["kubehunt"]["dead_letter"] for d in read_ndjson(out, "dead-letters")}
+    assert sorted(dead) == [5, 6, 9]
+    assert "longer than 2000" in dead[5]["reason"] and dead[6]["raw"].startswith("not json")
+    assert dead[9]["raw"].startswith("[1]")
+    assert audit_ids(out) == ["a-0", "a-1", "a-2"] and summary["balanced"]

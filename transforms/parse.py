@@ -187,6 +187,7 @@ def audit_records(obj) -> Iterator[tuple[dict, str]]:
 
 
 _NOT_JSON = object()
+_BOM = b"\xef\xbb\xbf"
 
 
 def _strip_syslog(line: bytes) -> bytes:
@@ -224,6 +225,8 @@ def falco_records(line: bytes, obj=None) -> Iterator[tuple[dict, str]]:
 
 def records(source: str, line: bytes) -> Iterator[tuple[dict, str]]:
     """All records carried by one line of `source`; raises ParseError."""
+    if line[:3] == _BOM:   # a UTF-8 byte-order mark (Windows tools write one at the top of a file)
+        line = line[3:]
     if source == AUDIT:
         yield from audit_records(_loads(line, "audit line"))
     elif source == FALCO:

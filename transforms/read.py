@@ -253,6 +253,12 @@ class ReadChunksFn(beam.DoFn):
         try:
             with open_input(path) as raw:
                 for number, line, overflow in iter_lines(raw, self._max_line_bytes):
+                    if chunk and number != first + len(chunk):
+                        # A chunk is numbered by its first line: after a skipped (blank or oversized)
+                        # line, start a new one so every dead letter names its own line.
+                        self._lines.inc(len(chunk))
+                        yield (self._source, path, first, chunk)
+                        chunk = []
                     if line is None:
                         self._lines.inc()
                         self._dead.inc()
