@@ -239,3 +239,10 @@ def test_invalid_utf8_in_a_falco_line_is_reported_with_its_byte_offset():
 def test_a_utf8_byte_order_mark_before_a_line_is_ignored(source):
     obj = EVENT if source == "audit" else ALERT
     assert [r for r, _ in records(source, b"\xef\xbb\xbf" + line(obj))] == [obj]
+
+
+def test_a_300_digit_integer_keeps_its_digits_and_one_past_a_double_is_refused():
+    (record, _), = list(records("audit", event_with(b'{"n":' + b"9" * 300 + b"}")))
+    assert record["requestObject"]["n"] == "9" * 300
+    with pytest.raises(ParseError, match="number is infinity"):
+        list(records("audit", event_with(b'{"n":' + b"9" * 400 + b"}")))

@@ -121,6 +121,8 @@ def _parts(entry) -> list:
 
 
 def _exact_int(text: str):
+    if len(text) > 21:   # past 64 bits for sure; never hand int() a long run (Python caps its digits)
+        return text
     value = int(text)
     return value if _INT_MIN <= value <= _INT_MAX else text
 
