@@ -145,3 +145,38 @@ def test_dead_letters_after_blank_and_oversized_lines_name_their_own_line(tmp_pa
     assert "longer than 2000" in dead[5]["reason"] and dead[6]["raw"].startswith("not json")
     assert dead[9]["raw"].startswith("[1]")
     assert audit_ids(out) == ["a-0", "a-1", "a-2"] and summary["balanced"]
+
+
+# A non-local Beam filesystem for the test (a real FileSystem subclass, found by Beam through its
+# scheme like gs:// or s3://), served from local disk: identity there is the path.
+from apache_beam.io.filesystem import FileMetadata, MatchResult  # noqa: E402
+from apache_beam.io.localfilesystem import LocalFileSystem  # noqa: E402
+
+_PREFIX = "kubehunttest://"
+
+
+class _RemoteLikeFileSystem(LocalFileSystem):
+    @classmethod
+    def scheme(cls):
+        return "kubehunttest"
+
+    def match(self, patterns, limits=None):
+        results = super().match([p[len(_PREFIX):] for p in patterns], limits)
+        return [MatchResult(_PREFIX + r.pattern, [FileMetadata(_PREFIX + m.path, m.size_in_bytes, m.last_updated_in_seconds)
+                                                  for m in r.metadata_list]) for r in results]
+
+    def open(self, path, *args, **kwargs):
+        return super().open(path[len(_PREFIX):], *args, **kwargs)
+
+
+def test_files_on_a_non_local_beam_filesystem_are_read_once_by_path_with_compression_by_content(tmp_path):
+    (tmp_path / "a.log").write_bytes(gzip.compress(lines(5)))
+    (tmp_path / "b.gz").write_bytes(lines(3, start=10) + b"junk\n")
+    a, b = f"{_PREFIX}{tmp_path}/a.log", f"{_PREFIX}{tmp_path}/b.gz"
+    code, summary, out = run_to_dir(tmp_path, "--audit", a, a, b)
+    assert code == 0
+    assert summary["files_read"]["audit"] == 2
+    assert audit_ids(out) == sorted([f"a-{i}" for i in range(5)] + [f"a-{i}" for i in range(10, 13)])
+    dead = [d["kubehunt"]["dead_letter"] for d in read_ndjson(out, "dead-letters")]
+    assert [(d["origin"], d["line"]) for d in dead] == [(b, 4)]   # the path as given: no local resolving
+    assert file_identity(a) == (("path", a), a)
