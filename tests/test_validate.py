@@ -202,3 +202,20 @@ def test_multi_process_workers_do_not_log_a_line_per_bulk_request(es_url, es, un
 def test_setup_refuses_a_destination_that_cannot_be_one(capsys):
     assert run_cli("setup", "--audit-index", "_all", "--es-url", f"http://127.0.0.1:{free_port()}") == 2
     assert "--audit-index: '_all' is not a concrete index" in capsys.readouterr().err
+
+
+def test_a_worker_failure_is_described_by_its_innermost_error_in_one_line():
+    import apache_beam as beam
+
+    from pipeline.validate import describe_failure
+    from transforms.elasticsearch import EsWriteError
+
+    def fail(_):
+        raise EsWriteError(f"Elasticsearch still failing after 300s at http://u:{SECRET}@h:9200/?k={SECRET}")
+
+    with pytest.raises(Exception) as caught:
+        with beam.Pipeline() as p:
+            p | beam.Create([1]) | "Fail" >> beam.Map(fail)
+    text = describe_failure(caught.value)
+    assert text.startswith("EsWriteError: Elasticsearch still failing after 300s at http://***@h:9200/?***")
+    assert "\n" not in text and "while running" not in text and SECRET not in text
