@@ -98,7 +98,7 @@ def matches_latest(expected: list[tuple], *, early: bool = False):
 
 
 def time_of(element) -> int:
-    return element[3] if element[0] == "A" else element[2] if element[0] == "E" else element[5]
+    return element.t_ms
 
 
 def shuffled_stream(elements: list, lateness_ms: int, seed: int, batch: int = 400) -> TestStream:
@@ -232,20 +232,20 @@ def test_pod_create_arriving_after_the_alert_within_lateness_still_resolves_it()
     scenario = generate(seed=9, hot_events=0)
     docs = ecs_docs(scenario.audit, scenario.falco)
     elements = elements_of(docs)
-    create = next(e for e in elements if e[0] == "F" and e[2] == "web-7d9f")
-    alert = next(e for e in elements if e[0] == "A" and e[2] == "web-7d9f")
-    rest = [e for e in elements if e is not create and e is not alert and time_of(e) >= alert[3] - 1
-            and time_of(e) <= alert[3] + WINDOW_MS + 1]
+    create = next(e for e in elements if isinstance(e, correlate.PodFact) and e.pod == "web-7d9f")
+    alert = next(e for e in elements if isinstance(e, correlate.AlertSeen) and e.pod == "web-7d9f")
+    rest = [e for e in elements if e is not create and e is not alert and time_of(e) >= alert.t_ms - 1
+            and time_of(e) <= alert.t_ms + WINDOW_MS + 1]
     late_by = LATENESS_MS - 1
     stream = (TestStream()
-              .add_elements([TimestampedValue(alert, alert[3] / 1000)])
+              .add_elements([TimestampedValue(alert, alert.t_ms / 1000)])
               .add_elements([TimestampedValue(e, time_of(e) / 1000) for e in rest])
               # the watermark is now past the pod create's time by nearly the whole lateness
-              .advance_watermark_to((create[5] + late_by) / 1000)
-              .add_elements([TimestampedValue(create, create[5] / 1000)])
-              .advance_watermark_to((alert[3] + 10 * WINDOW_MS) / 1000)
+              .advance_watermark_to((create.t_ms + late_by) / 1000)
+              .add_elements([TimestampedValue(create, create.t_ms / 1000)])
+              .advance_watermark_to((alert.t_ms + 10 * WINDOW_MS) / 1000)
               .advance_watermark_to_infinity())
-    expected = [s for s in expected_summaries(scenario) if s[0] == alert[4]]
+    expected = [s for s in expected_summaries(scenario) if s[0] == alert.alert_id]
     with TestPipeline(options=streaming_options()) as p:
         incidents = p | stream | CorrelateByServiceAccount(WINDOW, timedelta(milliseconds=LATENESS_MS))
         assert_that(incidents, matches_latest(expected, early=True))
