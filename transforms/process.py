@@ -97,6 +97,8 @@ class ProcessChunkFn(beam.DoFn):
         dead = []
         correlation = []
         for offset, line in enumerate(lines):
+            if not line:
+                continue  # a blank line's placeholder (transforms.split keeps offsets = line numbers)
             try:
                 recs = list(records(source, line))
             except ParseError as err:

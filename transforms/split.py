@@ -120,6 +120,7 @@ class ReadSplitFn(beam.DoFn):
             self._files.inc()
         source, path, limit = self._source, split.path, self._max_line_bytes
         chunk: list[bytes] = []
+        blanks = 0
         first = number = split.first_line
         number -= 1
         try:
@@ -148,21 +149,26 @@ class ReadSplitFn(beam.DoFn):
                         continue
                     if not line.strip():
                         self._blank.inc()
+                        if chunk:
+                            # An empty placeholder keeps `first + offset` the line number; the
+                            # per-event stage skips it.
+                            chunk.append(b"")
+                            blanks += 1
                         continue
                     if not chunk:
                         first = number
                     chunk.append(line)
                     if len(chunk) >= self._chunk_lines:
-                        self._lines.inc(len(chunk))
+                        self._lines.inc(len(chunk) - blanks)
                         yield (source, path, first, chunk)
-                        chunk = []
+                        chunk, blanks = [], 0
         except (OSError, zlib.error, gzip.BadGzipFile) as err:
             self._dead.inc()
             yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(
                 "read", f"input unreadable after line {number}: {type(err).__name__}: {err}",
                 b"", source=source, origin=path, line=number + 1))
         if chunk:
-            self._lines.inc(len(chunk))
+            self._lines.inc(len(chunk) - blanks)
             yield (source, path, first, chunk)
 
 
