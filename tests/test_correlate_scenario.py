@@ -318,6 +318,28 @@ def test_random_data_matches_the_brute_force_oracle_in_batch(seed, tmp_path):
     run_batch(tmp_path, elements_of(docs), matches_latest(expected), pods_file=str(pods))
 
 
+def scoped(elements: list) -> list:
+    """What the batch pipeline sends to the join: only the inputs that can join one of the alerts."""
+    scope = correlate.JoinScope([e for e in elements if isinstance(e, correlate.AlertSeen)], WINDOW_MS)
+    return [e for e in elements if scope.keep(e)]
+
+
+def test_the_join_given_only_what_the_alerts_can_join_gives_the_same_incidents(scenario_files, tmp_path):
+    scenario, paths, elements = scenario_files
+    kept = scoped(elements)
+    assert len(kept) < len(elements) // 2, "the scope must actually drop inputs"
+    run_batch(tmp_path, kept, matches_latest(expected_summaries(scenario)), pods_file=str(paths["pods"]))
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_random_data_scoped_by_its_alerts_matches_the_brute_force_oracle(seed, tmp_path):
+    audit, falco, inventory = random_records(seed)
+    docs = ecs_docs(audit, falco)
+    pods = tmp_path / "pods.json"
+    pods.write_text(__import__("json").dumps(inventory))
+    run_batch(tmp_path, scoped(elements_of(docs)), matches_latest(oracle(docs, inventory)), pods_file=str(pods))
+
+
 @pytest.mark.parametrize("seed", [4])
 def test_random_data_matches_the_brute_force_oracle_in_streaming(seed, tmp_path):
     audit, falco, inventory = random_records(seed, events=600)
