@@ -1,81 +1,88 @@
-"""Assemble the kubehunt graph: read -> parse/normalise/tag -> correlate -> sinks.
+"""Assemble the kubehunt graph: read -> parse/normalise/tag -> sinks, and -> correlate -> sink.
 
 ``build`` only wires named composites from ``transforms``; every step has a unique readable label.
+
+The shape is the memory design (docs/architecture.md): a runner materialises a PCollection that
+crosses a stage boundary (the local FnApiRunner holds it whole), so the documents never cross one.
+Each source is one fused stage from its files to its own sinks (events and dead letters); only the
+join inputs leave it, and in batch only those that can join: Falco is read first, and its alerts,
+a side input of the audit stage, decide which audit events can join one (``JoinScope``).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import apache_beam as beam
-import orjson
-from apache_beam.metrics import Metrics
+from apache_beam.options.pipeline_options import StandardOptions
 
 from pipeline.options import RunConfig
-from transforms.correlate import CorrelateByServiceAccount
+from transforms.correlate import AlertSeen, CorrelateByServiceAccount
 from transforms.elasticsearch import WriteToElasticsearch
 from transforms.files import WriteNdjson
 from transforms.process import ParseNormaliseTag
-from transforms.read import ReadLineChunks
-from transforms.records import AUDIT, CORRELATION, DEAD_LETTER, FALCO, METRICS_NAMESPACE
+from transforms.records import AUDIT, CORRELATION, DEAD_LETTER, FALCO
+from transforms.sink import ToSinkItems
+from transforms.split import ReadSplitChunks
 
 
 @dataclass
 class Graph:
-    documents: beam.PCollection      # chunks [(source, id, bytes)]
-    dead_letters: beam.PCollection   # dead-letter dicts
-    incidents: beam.PCollection | None  # incident dicts
+    documents: dict = field(default_factory=dict)      # source -> chunks [SinkItem, ...]
+    dead_letters: list = field(default_factory=list)   # PCollections of dead-letter dicts
+    incidents: beam.PCollection | None = None           # incident dicts
+
+
+def _is_alert(element) -> bool:
+    return type(element) is AlertSeen
 
 
 def build_processing(p: beam.Pipeline, cfg: RunConfig) -> Graph:
-    documents, dead, correlation = [], [], []
-    for source, patterns in ((AUDIT, cfg.audit), (FALCO, cfg.falco)):
+    graph = Graph()
+    correlate = cfg.process.correlate and bool(cfg.audit) and bool(cfg.falco)
+    bounded = not p.options.view_as(StandardOptions).streaming
+    alerts = None
+    correlation = []
+    # Falco first: few lines, and its alerts scope the audit stage's join inputs.
+    for source, patterns in ((FALCO, cfg.falco), (AUDIT, cfg.audit)):
         if not patterns:
             continue
         name = source.capitalize()
-        read = p | f"Read{name}" >> ReadLineChunks(source, list(patterns), cfg.chunk_lines, cfg.max_line_bytes,
-                                                           reshuffle=cfg.spread_chunks)
-        processed = read["chunks"] | f"ParseNormaliseTag{name}" >> ParseNormaliseTag(cfg.process)
-        documents.append(processed.documents)
-        dead.extend([read[DEAD_LETTER], processed[DEAD_LETTER]])
-        correlation.append(processed[CORRELATION])
-    docs = documents[0] if len(documents) == 1 else tuple(documents) | "FlattenDocuments" >> beam.Flatten()
-    dead_letters = tuple(dead) | "FlattenDeadLetters" >> beam.Flatten()
-    incidents = None
-    if cfg.process.correlate and cfg.audit and cfg.falco:
-        incidents = (tuple(correlation)
-                     | "FlattenCorrelationInputs" >> beam.Flatten()
-                     | "CorrelateByServiceAccount" >> CorrelateByServiceAccount(
-                         window=cfg.correlation_window, allowed_lateness=cfg.allowed_lateness,
-                         assume_default_sa=cfg.assume_default_sa, pods_file=cfg.pods))
-    return Graph(docs, dead_letters, incidents)
-
-
-class _ToSinkItemFn(beam.DoFn):
-    """dict -> (kind, id, bytes[, version]) for the Elasticsearch sink; counts what it forwards."""
-
-    def __init__(self, kind: str):
-        self._kind = kind
-
-    def process(self, doc):
-        version = (doc.get("kubehunt", {}).get("incident") or {}).get("version")
-        item = (self._kind, doc["event"]["id"], orjson.dumps(doc))
-        yield item + (version,) if version is not None else item
+        read = p | f"Read{name}" >> ReadSplitChunks(source, list(patterns), cfg.chunk_lines, cfg.max_line_bytes,
+                                                    split_bytes=cfg.split_bytes, reshuffle=cfg.spread_chunks)
+        processed = read["chunks"] | f"ParseNormaliseTag{name}" >> ParseNormaliseTag(
+            cfg.process, alerts=alerts if source == AUDIT and correlate and bounded else None)
+        graph.documents[source] = processed.documents
+        graph.dead_letters.extend([read[DEAD_LETTER], processed[DEAD_LETTER]])
+        if correlate:
+            correlation.append(processed[CORRELATION])
+            if source == FALCO:
+                alerts = processed[CORRELATION] | "AlertsSeen" >> beam.Filter(_is_alert)
+    if correlate:
+        graph.incidents = (tuple(correlation)
+                           | "FlattenJoinInputs" >> beam.Flatten()
+                           | "CorrelateByServiceAccount" >> CorrelateByServiceAccount(
+                               window=cfg.correlation_window, allowed_lateness=cfg.allowed_lateness,
+                               assume_default_sa=cfg.assume_default_sa, pods_file=cfg.pods))
+    return graph
 
 
 def build(p: beam.Pipeline, cfg: RunConfig) -> Graph:
+    """The graph with its sinks: one per source and kind, each in the stage that makes its input."""
     graph = build_processing(p, cfg)
-    if cfg.output_dir:
-        graph.documents | "WriteEventFiles" >> WriteNdjson(cfg.output_dir, "events", "events")
-        graph.dead_letters | "WriteDeadLetterFiles" >> WriteNdjson(cfg.output_dir, "dead-letters", "dead_letters")
-        if graph.incidents is not None:
-            graph.incidents | "WriteIncidentFiles" >> WriteNdjson(cfg.output_dir, "incidents", "incidents")
-    else:
-        graph.documents | "WriteEvents" >> WriteToElasticsearch(cfg.es)
-        (graph.dead_letters
-         | "DeadLettersToSinkItems" >> beam.ParDo(_ToSinkItemFn("dead_letters"))
-         | "WriteDeadLetters" >> WriteToElasticsearch(cfg.es))
-        if graph.incidents is not None:
-            (graph.incidents
-             | "IncidentsToSinkItems" >> beam.ParDo(_ToSinkItemFn("incidents"))
-             | "WriteIncidents" >> WriteToElasticsearch(cfg.es))
+
+    def sink(label: str, name: str):
+        if cfg.output_dir:
+            return f"{label}Files" >> WriteNdjson(cfg.output_dir, name)
+        return label >> WriteToElasticsearch(cfg.es)
+
+    for source, documents in graph.documents.items():
+        documents | sink(f"Write{source.capitalize()}Events", "events")
+    for i, dead in enumerate(graph.dead_letters):
+        (dead
+         | f"DeadLettersToSinkItems{i}" >> ToSinkItems("dead_letters")
+         | sink(f"WriteDeadLetters{i}", "dead-letters"))
+    if graph.incidents is not None:
+        (graph.incidents
+         | "IncidentsToSinkItems" >> ToSinkItems("incidents")
+         | sink("WriteIncidents", "incidents"))
     return graph

@@ -17,6 +17,7 @@ from transforms.elasticsearch import DEFAULT_INDICES, EsSettings
 from transforms.hunts import HuntSettings
 from transforms.process import ProcessSettings
 from transforms.read import DEFAULT_CHUNK_LINES, DEFAULT_MAX_LINE_BYTES, expand_patterns
+from transforms.split import DEFAULT_SPLIT_BYTES
 
 
 class ConfigError(ValueError):
@@ -33,13 +34,13 @@ class RunConfig:
     process: ProcessSettings = field(default_factory=ProcessSettings)
     chunk_lines: int = DEFAULT_CHUNK_LINES
     spread_chunks: bool = False
+    split_bytes: int = DEFAULT_SPLIT_BYTES
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
     correlation_window: timedelta = timedelta(minutes=30)
     allowed_lateness: timedelta = timedelta(minutes=10)
     assume_default_sa: bool = False
     setup_destinations: bool = True
     summary_json: str | None = None
-    streaming: bool = False
 
 
 def _duration(text: str) -> timedelta:
@@ -187,6 +188,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                    help="also spread the chunks of each file across workers (a shuffle): for a few huge "
                         "uncompressed files on a distributed runner; off by default so a local run streams "
                         "its input in bounded memory")
+    g.add_argument("--split-bytes", type=_positive_int, default=DEFAULT_SPLIT_BYTES, metavar="BYTES",
+                   help="uncompressed files larger than this are read in line-aligned byte ranges of about "
+                        f"this size, so several workers share one file (default {DEFAULT_SPLIT_BYTES // 2**20} MiB)")
     g.add_argument("--max-line-bytes", type=_positive_int, default=DEFAULT_MAX_LINE_BYTES, metavar="BYTES",
                    help="longer lines are dead-lettered (default 8 MiB)")
     o = parser.add_argument_group("outputs")
@@ -223,8 +227,10 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     return RunConfig(
         audit=tuple(expand_patterns(args.audit)), falco=tuple(expand_patterns(args.falco)), pods=args.pods, output_dir=args.output_dir,
         es=es_settings_from_args(args),
-        process=ProcessSettings(mapping_dir=None, hunts=hunt_settings_from_args(args), correlate=args.correlate),
-        chunk_lines=args.chunk_lines, spread_chunks=args.spread_chunks, max_line_bytes=args.max_line_bytes,
+        process=ProcessSettings(hunts=hunt_settings_from_args(args), correlate=args.correlate,
+                                correlation_window_ms=int(args.correlation_window.total_seconds() * 1000)),
+        chunk_lines=args.chunk_lines, spread_chunks=args.spread_chunks, split_bytes=args.split_bytes,
+        max_line_bytes=args.max_line_bytes,
         correlation_window=args.correlation_window, allowed_lateness=args.allowed_lateness,
         assume_default_sa=args.assume_default_sa, setup_destinations=args.setup_destinations,
         summary_json=args.summary_json,

@@ -1,8 +1,8 @@
 """Benchmark: the escalation-chain join's memory for one hot service account, 1,000,000 events vs a baseline.
 
 The question (issue 5): does the join's memory grow with the number of events, or only with the
-documents of one window? Each size runs in a fresh child process that drives the production DoFns of
-``transforms.correlate`` (route -> resolve -> join -> assemble) the way a streaming runner does: input
+documents of one window? Each size runs in a fresh child process that drives the production stages of
+``transforms.correlate.STAGES`` (route -> resolve -> join -> assemble; the composite's own wiring) the way a streaming runner does: input
 in event-time bundles, state per key, the watermark following the input (minus the allowed lateness)
 and event-time timers firing as it passes them. The event *rate* is the same for every size (so a
 30-minute window always holds the same number of events); only the duration grows. Reported per size:
@@ -79,10 +79,26 @@ class Timer:
 
 
 class Stage:
-    """One keyed stateful DoFn: state per key, timers per key, outputs collected per call."""
+    """One stage of ``transforms.correlate.STAGES``: its DoFn, state per key (read from the DoFn's own
+    state and timer parameters), timers per key, outputs collected per call."""
 
-    def __init__(self, fn, states: dict, timer_param: str, on_timer: str, key_param: str | None = None):
-        self.fn, self.states, self.timer_param, self.on_timer, self.key_param = fn, states, timer_param, on_timer, key_param
+    def __init__(self, spec, fn):
+        from apache_beam.transforms.core import _StateDoFnParam, _TimerDoFnParam
+        from apache_beam.transforms.userstate import BagStateSpec
+
+        self.spec, self.fn = spec, fn
+        self.states: dict = {}
+        self.timer_param = self.on_timer = self.key_param = None
+        for name, param in inspect.signature(fn.process).parameters.items():
+            if isinstance(param.default, _StateDoFnParam):
+                self.states[name] = Bag if isinstance(param.default.state_spec, BagStateSpec) else Cell
+            elif isinstance(param.default, _TimerDoFnParam):
+                self.timer_param = name
+                callback = param.default.timer_spec._attached_callback
+                self.on_timer = callback.__name__
+                self.key_param = next((n for n, p in inspect.signature(callback).parameters.items()
+                                       if p.default is type(fn).KeyParam), None)
+        self.keyed = bool(self.states)
         self.keys: dict = {}
         self.timers: dict = {}  # key -> fire time (ms)
 
@@ -92,12 +108,17 @@ class Stage:
             st = self.keys[key] = {name: kind() for name, kind in self.states.items()}
         return st
 
-    def process(self, key, value) -> list:
+    def process(self, element) -> list:
+        if not self.keyed:
+            return list(self.fn.process(element) or [])
+        key = element[0]
         st = self._state(key)
-        return list(self.fn.process((key, value), **st, **{self.timer_param: Timer(self.timers, key)}) or [])
+        return list(self.fn.process(element, **st, **{self.timer_param: Timer(self.timers, key)}) or [])
 
     def fire(self, watermark_ms: int) -> list:
         out = []
+        if not self.keyed:
+            return out
         for key in [k for k, t in self.timers.items() if t <= watermark_ms]:
             del self.timers[key]
             st = self.keys[key]
@@ -123,80 +144,68 @@ def _unwrap(item):
 
 
 def events(n: int, rate_per_hour: int, alert_every_ms: int):
-    """Correlation elements in event-time order: n requests of one hot SA, an alert in its pod regularly."""
+    """Join inputs in event-time order: n requests of one hot SA, an alert in its pod regularly."""
+    from transforms.correlate import Action, AlertSeen, PodFact
+
     step = 3_600_000 / rate_per_hour
-    yield ("F", "data", "crawler-0", "pod_create", HOT_SA, BASE_MS - MINUTE)
+    yield PodFact("data", "crawler-0", "pod_create", HOT_SA, BASE_MS - MINUTE)
     next_alert = BASE_MS + 15 * MINUTE
     alert_no = 0
     for i in range(n):
         t = BASE_MS + int(i * step)
         while t >= next_alert:
-            yield ("A", "data", "crawler-0", next_alert, f"alert-{alert_no}", "Unexpected outbound connection")
+            yield AlertSeen("data", "crawler-0", next_alert, f"alert-{alert_no}", "Unexpected outbound connection")
             alert_no += 1
             next_alert += alert_every_ms
-        yield ("E", HOT_SA, t, f"audit-{i:08d}-ResponseComplete", "get", "pods", (), i % 10_000 == 0)
+        yield Action(HOT_SA, t, f"audit-{i:08d}-ResponseComplete", "get", "pods", (), i % 10_000 == 0)
 
 
 def child(n: int, rate_per_hour: int, window_ms: int, lateness_ms: int, bundle: int, trace: bool) -> dict:
+    """Drive ``transforms.correlate.STAGES`` (the composite's own wiring) like a streaming runner."""
     from transforms import correlate as c
 
     if trace:
         tracemalloc.start()
-    route = c.RouteCorrelationElementsFn(window_ms)
-    resolve = Stage(c.ResolvePodFn(window_ms, lateness_ms, window_ms, False),
-                    {"facts_state": Cell, "alerts_state": Cell, "gc_at": Cell}, "gc", "expire")
-    join = Stage(c.JoinWindowFn(window_ms, lateness_ms, window_ms), {"events": Bag, "alerts": Bag}, "gc", "expire")
-    assemble = Stage(c.AssembleIncidentFn(window_ms, lateness_ms, early=True),
-                     {"resolution_state": Cell, "pairs": Bag, "progress_state": Cell}, "final", "finish",
-                     key_param="alert_id")
+    settings = c.JoinSettings(window_ms, lateness_ms, window_ms, False, early=True)
+    stages = [Stage(spec, spec.make(settings)) for spec in c.STAGES]
+    consumer = {channel: stage for stage in stages for channel in stage.spec.inputs}
+    join = next(s for s in stages if s.spec.label == "JoinWithinWindow")
     incidents = final_incidents = max_joined = peak_state = 0
     started = time.perf_counter()
 
-    def to_assemble(items):
-        nonlocal incidents, final_incidents
-        for item in items:
+    def deliver(stage, outputs):
+        nonlocal incidents, final_incidents, max_joined
+        channels = dict(stage.spec.outputs)
+        for item in outputs:
             tag, value = _unwrap(item)
-            for out in assemble.process(*value) if tag in (None, c.ResolvePodFn.RESOLUTIONS) else []:
+            channel = channels.get(tag)
+            if channel == "versions":
+                done, doc = value
                 incidents += 1
-                final_incidents += out[0]
-
-    def to_join(items):
-        for item in items:
-            tag, value = _unwrap(item)
-            if tag == c.UNRESOLVED:
-                continue
-            if tag == c.ResolvePodFn.RESOLUTIONS:
-                to_assemble([value])
-            else:
-                to_assemble(join.process(*value))
+                final_incidents += done
+                max_joined = max(max_joined, doc["kubehunt"]["incident"]["action_count"])
+            elif channel in consumer:
+                target = consumer[channel]
+                deliver(target, target.process(value))
 
     def run_bundle(elements):
-        route.start_bundle()
-        outs = [o for e in elements for o in route.process(e)] + list(route.finish_bundle())
-        for item in outs:
-            tag, value = _unwrap(item)
-            if tag == route.POD:
-                to_join(resolve.process(*value))
-            else:
-                to_assemble(join.process(*value))
+        route = stages[0]
+        route.fn.start_bundle()
+        deliver(route, [o for e in elements for o in route.process(e)] + list(route.fn.finish_bundle()))
 
     def advance(watermark_ms):
-        nonlocal peak_state, final_incidents, incidents, max_joined
-        held = sum(len(b) for st in join.keys.values() for batch in [st["events"].items] for b in batch)
+        nonlocal peak_state
+        held = sum(len(b) for st in join.keys.values() for b in st["events"].items)
         peak_state = max(peak_state, held)
-        to_join(resolve.fire(watermark_ms))
-        join.fire(watermark_ms)
-        for done, doc in assemble.fire(watermark_ms):
-            incidents += 1
-            final_incidents += done
-            max_joined = max(max_joined, doc["kubehunt"]["incident"]["action_count"])
+        for stage in stages:
+            deliver(stage, stage.fire(watermark_ms))
 
-    buf, last_t = [], 0
+    buf = []
     for element in events(n, rate_per_hour, 60 * MINUTE):
         buf.append(element)
         if len(buf) >= bundle:
             run_bundle(buf)
-            last_t = max(e[2] if e[0] == "E" else e[3] if e[0] == "A" else e[5] for e in buf)
+            last_t = max(e.t_ms for e in buf)
             buf = []
             advance(last_t - lateness_ms)
     if buf:

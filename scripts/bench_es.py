@@ -87,7 +87,7 @@ def ecs_documents(corpus: Path) -> list[tuple[str, bytes]]:
     for first in range(0, len(lines), 1000):
         for out in fn.process(("audit", str(corpus), first + 1, lines[first:first + 1000])):
             if isinstance(out, list):
-                docs.extend((doc_id, body) for _src, doc_id, body in out)
+                docs.extend((item.id, item.body) for item in out)
     return docs
 
 
@@ -111,10 +111,11 @@ def raw_bulk(client, index: str, docs: list[tuple[str, bytes]], batch: int, conc
 
 def sink_only(url: str, index: str, docs: list[tuple[str, bytes]], batch: int, concurrency: int) -> float:
     from transforms.elasticsearch import BulkWriteFn, EsSettings
+    from transforms.sink import SinkItem
 
     settings = EsSettings(hosts=(url,), batch_docs=batch, concurrency=concurrency,
                           indices=(("audit", index), ("falco", index), ("incidents", index), ("dead_letters", index)))
-    chunks = [[("audit", doc_id, body) for doc_id, body in docs[i:i + 1000]] for i in range(0, len(docs), 1000)]
+    chunks = [[SinkItem("audit", doc_id, body) for doc_id, body in docs[i:i + 1000]] for i in range(0, len(docs), 1000)]
     fn = BulkWriteFn(settings)
     fn.setup()
     try:

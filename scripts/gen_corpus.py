@@ -30,6 +30,7 @@ so the playbook's projections identify events. Usage:
 
     python scripts/gen_corpus.py --events 20000 --seed 7 --out corpus.audit.ndjson [--labels labels.txt]
                                  [--falco 2000 --falco-out corpus.falco.ndjson]
+    python scripts/gen_corpus.py --events 400000 --bench-dir DIR     # the benchmark's corpus (generate_bench)
 """
 from __future__ import annotations
 
@@ -336,15 +337,137 @@ def write_corpus(path, events: int = 10_000, seed: int = 7) -> list[str | None]:
     return [label for _, label in pairs]
 
 
+# -- the benchmark corpus (scripts/bench.py): real-shaped bodies, a hot account, planted chains ----
+
+HOT_NS, HOT_SA_NAME = "data", "crawler"
+HOT_SA = f"system:serviceaccount:{HOT_NS}:{HOT_SA_NAME}"
+
+
+def _object_body(gen: Gen, kind: str, ns: str | None, name: str) -> dict:
+    """A response object shaped like the API server's (labels, annotations, managedFields), ~0.8 KB."""
+    rng = gen.rng
+    meta = {"name": name, "uid": gen.uid(), "resourceVersion": str(rng.randint(10_000, 9_999_999)),
+            "creationTimestamp": "2026-01-14T08:00:00Z",
+            "labels": {"app.kubernetes.io/name": name.split("-")[0], "app.kubernetes.io/part-of": "shop",
+                       "pod-template-hash": f"{rng.getrandbits(32):08x}"},
+            "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}",
+                            "deployment.kubernetes.io/revision": str(rng.randint(1, 40))},
+            "managedFields": [{"manager": "kube-controller-manager", "operation": "Update", "apiVersion": "v1",
+                               "time": "2026-01-14T08:00:00Z", "fieldsType": "FieldsV1",
+                               "fieldsV1": {"f:metadata": {"f:labels": {".": {}, "f:app": {}}},
+                                            "f:status": {"f:conditions": {}}}}]}
+    if ns:
+        meta["namespace"] = ns
+    return {"kind": kind, "apiVersion": "v1", "metadata": meta,
+            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}}
+
+
+def generate_bench(events: int, seed: int = 7, alerts_per_1000: float = 3.0, hot_share: float = 0.2,
+                   events_per_s: float = 50.0, burst: int = 25):
+    """(audit events, Falco alerts, pod inventory) for the benchmark; deterministic for a seed.
+
+    The hunt-relevant mix of ``generate`` at ``events_per_s`` (a mid-sized cluster: 400k events span
+    ~2.2 hours); successful reads carry a response body (events average ~1.1 KB, like a
+    RequestResponse-level log); ``hot_share`` of the requests come from one hot service account
+    through pod-bound tokens of its pods. Falco alerts (``alerts_per_1000`` per 1,000 events) come in
+    bursts of ``burst`` in one pod over two minutes, as a shell or a noisy rule makes them, in pods of
+    other namespaces whose account then reads secrets and binds roles (planted chains: a few actions
+    after each burst); one more alert is in a hot pod (its incident holds a window of the hot
+    account's requests). The inventory lists every alert pod.
+    """
+    pairs = generate(events, seed)
+    gen = Gen(seed + 2)
+    rng = gen.rng
+    start = datetime(2026, 1, 15, 12, 0, 0, tzinfo=timezone.utc)
+    step_us = 1e6 / events_per_s
+    hot_pods = [f"{HOT_SA_NAME}-{i}" for i in range(8)]
+    audit = []
+    for i, (ev, _) in enumerate(pairs):
+        ts = (start + timedelta(microseconds=int(i * step_us) + rng.randrange(int(step_us)))).strftime(
+            "%Y-%m-%dT%H:%M:%S.%fZ")
+        if "requestReceivedTimestamp" in ev:
+            ev["requestReceivedTimestamp"] = ev["stageTimestamp"] = ts
+        if rng.random() < hot_share and "impersonatedUser" not in ev:
+            ev["user"] = {"username": HOT_SA, "uid": gen.uid(),
+                          "groups": ["system:serviceaccounts", f"system:serviceaccounts:{HOT_NS}", "system:authenticated"],
+                          "extra": {"authentication.kubernetes.io/pod-name": [rng.choice(hot_pods)],
+                                    "authentication.kubernetes.io/pod-uid": [gen.uid()]}}
+        ref = ev.get("objectRef") or {}
+        if ev.get("verb") in ("get", "update", "patch") and "responseObject" not in ev \
+                and ev["responseStatus"]["code"] < 300 and ref.get("resource") != "secrets":
+            ev["level"] = "RequestResponse"
+            ev["responseObject"] = _object_body(gen, ref.get("resource", "object").rstrip("s").capitalize(),
+                                                ref.get("namespace"), ref.get("name") or "object-0")
+        audit.append(ev)
+    inventory = [{"metadata": {"namespace": HOT_NS, "name": pod}, "spec": {"serviceAccountName": HOT_SA_NAME}}
+                 for pod in hot_pods]
+    templates = generate_falco(max(1, int(events * alerts_per_1000 / 1000)), seed)
+    falco = []
+    bursts = max(1, len(templates) // burst)
+    for b in range(bursts):
+        at = rng.randrange(max(1, len(audit) - 200))
+        t0 = start + timedelta(microseconds=int(at * step_us))
+        size = burst
+        if b == 0:
+            # One alert in a hot pod: its incident holds a whole window of the hot account's requests.
+            ns, pod, sa_name, size = HOT_NS, rng.choice(hot_pods), HOT_SA_NAME, 1
+        else:
+            ns = rng.choice([n for n in NAMESPACES if n != HOT_NS])
+            pod, sa_name = f"{ns}-worker-{b}", rng.choice(["web", "api", "worker"])
+            inventory.append({"metadata": {"namespace": ns, "name": pod}, "spec": {"serviceAccountName": sa_name}})
+            sa = f"system:serviceaccount:{ns}:{sa_name}"
+            # The chain: the pod's own token reads secrets and binds a role, within the window.
+            for k, (verb, resource) in enumerate([("list", "secrets"), ("get", "secrets"), ("create", "rolebindings"),
+                                                  ("get", "pods"), ("list", "configmaps")]):
+                ev = audit[at + 100 + 10 * k]
+                ev["user"] = {"username": sa, "groups": ["system:serviceaccounts", "system:authenticated"],
+                              "extra": {"authentication.kubernetes.io/pod-name": [pod]}}
+                ev["verb"] = verb
+                ev["objectRef"] = {"apiVersion": "v1", "resource": resource, "namespace": ns}
+                ev["responseStatus"] = {"metadata": {}, "code": 201 if verb == "create" else 200}
+                ev.pop("requestObject", None)
+                ev.pop("responseObject", None)
+        for j, alert in enumerate(templates[b * burst:b * burst + size]):
+            ts = (t0 + timedelta(seconds=5 * j)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            alert["output_fields"]["k8s.ns.name"], alert["output_fields"]["k8s.pod.name"] = ns, pod
+            alert["time"] = ts
+            alert["output"] = f"{ts}: {alert['priority']} {alert['rule']}"
+            falco.append(alert)
+    falco.sort(key=lambda a: a["time"])
+    return audit, falco, {"apiVersion": "v1", "kind": "List", "items": inventory}
+
+
+def write_bench_corpus(folder, events: int, seed: int = 7) -> dict:
+    """Write audit.log, falco.json and pods.json for ``generate_bench`` into ``folder``; returns the paths."""
+    from pathlib import Path
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    audit, falco, pods = generate_bench(events, seed)
+    paths = {"audit": folder / "audit.log", "falco": folder / "falco.json", "pods": folder / "pods.json"}
+    with open(paths["audit"], "wb") as fh:
+        for ev in audit:
+            fh.write(orjson.dumps(ev) + b"\n")
+    paths["falco"].write_bytes(b"".join(orjson.dumps(a) + b"\n" for a in falco))
+    paths["pods"].write_bytes(orjson.dumps(pods))
+    return paths
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=10_000)
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--out", required=True, help="audit NDJSON output")
+    ap.add_argument("--out", help="audit NDJSON output")
     ap.add_argument("--labels", help="write one label per line (empty = background)")
     ap.add_argument("--falco", type=int, default=0, help="also generate this many Falco alerts")
     ap.add_argument("--falco-out", help="Falco NDJSON output")
+    ap.add_argument("--bench-dir", help="instead: write the benchmark corpus (audit.log, falco.json, pods.json) here")
     args = ap.parse_args()
+    if args.bench_dir:
+        write_bench_corpus(args.bench_dir, args.events, args.seed)
+        return
+    if not args.out:
+        ap.error("--out is required (or --bench-dir)")
     labels = write_corpus(args.out, args.events, args.seed)
     if args.labels:
         with open(args.labels, "w") as fh:

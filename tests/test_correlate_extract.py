@@ -18,7 +18,7 @@ def audit_doc(**kwargs) -> dict:
 
 
 def kinds(elements) -> list[str]:
-    return [e[0] for e in elements]
+    return [type(e).__name__ for e in elements]
 
 
 def test_a_human_reading_pods_is_irrelevant():
@@ -35,14 +35,15 @@ def test_look_alike_service_account_users_are_not_service_accounts(user):
 def test_a_service_account_request_is_an_action_by_that_account():
     (element,) = extract(audit_doc(user="system:serviceaccount:shop:web", verb="get", resource="secrets",
                                    ns="shop", name="db"))
-    assert element[:3] == ("E", "system:serviceaccount:shop:web", BASE_MS)
-    assert element[4:6] == ("get", "secrets") and element[7] is True
+    assert isinstance(element, correlate.Action)
+    assert (element.sa, element.t_ms) == ("system:serviceaccount:shop:web", BASE_MS)
+    assert (element.verb, element.resource) == ("get", "secrets") and element.confirms is True
 
 
 def test_impersonating_a_service_account_is_an_action_by_it():
     (element,) = extract(audit_doc(user="alice", verb="list", resource="pods", ns="shop",
                                    impersonate="system:serviceaccount:shop:web"))
-    assert element[1] == "system:serviceaccount:shop:web" and element[7] is False
+    assert element.sa == "system:serviceaccount:shop:web" and element.confirms is False
 
 
 def test_the_request_received_stage_is_not_a_second_action():
@@ -53,28 +54,29 @@ def test_the_request_received_stage_is_not_a_second_action():
 def test_a_denied_secret_read_is_an_action_but_does_not_confirm():
     (element,) = extract(audit_doc(user="system:serviceaccount:shop:web", verb="get", resource="secrets",
                                    ns="shop", name="db", code=403))
-    assert element[7] is False
+    assert element.confirms is False
 
 
 def test_exec_subresource_is_shown_with_its_resource():
     (element,) = extract(audit_doc(user="system:serviceaccount:ci:runner", verb="create", resource="pods",
                                    ns="ci", name="web-1", subresource="exec"))
-    assert element[5] == "pods/exec" and element[7] is False
+    assert element.resource == "pods/exec" and element.confirms is False
 
 
 def test_a_pod_claim_is_a_fact_about_the_pod_in_the_accounts_namespace():
     elements = extract(audit_doc(user="system:serviceaccount:payments:api", verb="get", resource="configmaps",
                                  ns="payments", name="flags", pod_claim="api-0"))
-    assert ("F", "payments", "api-0", "pod_claim", "system:serviceaccount:payments:api", BASE_MS) in elements
-    assert kinds(elements) == ["F", "E"]
+    assert correlate.PodFact("payments", "api-0", "pod_claim", "system:serviceaccount:payments:api", BASE_MS) in elements
+    assert kinds(elements) == ["PodFact", "Action"]
 
 
 def test_generate_name_pod_create_takes_its_name_from_the_response_and_defaults_the_account():
     b = _Builder(2)
     b.pod_create(BASE_MS, "batch", "worker-x8k2p", None, generate_name=True)
     doc = NORMALISER.to_ecs("audit", b.scenario.audit[0])
-    facts = [e for e in extract(doc) if e[0] == "F"]
-    assert facts == [("F", "batch", "worker-x8k2p", "pod_create", "system:serviceaccount:batch:default", BASE_MS)]
+    facts = [e for e in extract(doc) if isinstance(e, correlate.PodFact)]
+    assert facts == [correlate.PodFact("batch", "worker-x8k2p", "pod_create", "system:serviceaccount:batch:default",
+                                       BASE_MS)]
 
 
 def test_a_failed_pod_create_is_no_fact():
@@ -82,14 +84,14 @@ def test_a_failed_pod_create_is_no_fact():
     b.pod_create(BASE_MS, "batch", "worker-1", "w")
     record = b.scenario.audit[0]
     record["responseStatus"]["code"] = 409
-    assert [e for e in extract(NORMALISER.to_ecs("audit", record)) if e[0] == "F"] == []
+    assert [e for e in extract(NORMALISER.to_ecs("audit", record)) if isinstance(e, correlate.PodFact)] == []
 
 
 def test_a_falco_alert_in_a_pod_is_an_alert_and_a_host_alert_is_ignored():
     b = _Builder(3)
     alert_id = b.alert(BASE_MS + 1, "shop", "web-1", rule="Terminal shell in container")
     (element,) = extract(NORMALISER.to_ecs("falco", b.scenario.falco[0]))
-    assert element == ("A", "shop", "web-1", BASE_MS + 1, alert_id, "Terminal shell in container")
+    assert element == correlate.AlertSeen("shop", "web-1", BASE_MS + 1, alert_id, "Terminal shell in container")
     host = {"uuid": "h", "rule": "x", "priority": "Warning", "time": iso_us(BASE_MS), "output": "",
             "output_fields": {"proc.name": "sh"}}
     assert extract(NORMALISER.to_ecs("falco", host)) == []
@@ -105,7 +107,7 @@ SA_A, SA_B = "system:serviceaccount:ns:a", "system:serviceaccount:ns:b"
 
 
 def test_a_pod_create_beats_a_claim_which_beats_the_inventory():
-    facts = {("inventory", SA_A): correlate._TIMELESS, ("pod_claim", SA_B): 50, ("pod_create", SA_A): 10}
+    facts = {("inventory", SA_A): correlate.TIMELESS, ("pod_claim", SA_B): 50, ("pod_create", SA_A): 10}
     assert decide(facts, "ns", 100, 30, False) == (SA_A, "pod_create", 3)
     del facts[("pod_create", SA_A)]
     assert decide(facts, "ns", 100, 30, False) == (SA_B, "pod_claim", 2)

@@ -98,7 +98,7 @@ def matches_latest(expected: list[tuple], *, early: bool = False):
 
 
 def time_of(element) -> int:
-    return element[3] if element[0] == "A" else element[2] if element[0] == "E" else element[5]
+    return element.t_ms
 
 
 def shuffled_stream(elements: list, lateness_ms: int, seed: int, batch: int = 400) -> TestStream:
@@ -232,20 +232,20 @@ def test_pod_create_arriving_after_the_alert_within_lateness_still_resolves_it()
     scenario = generate(seed=9, hot_events=0)
     docs = ecs_docs(scenario.audit, scenario.falco)
     elements = elements_of(docs)
-    create = next(e for e in elements if e[0] == "F" and e[2] == "web-7d9f")
-    alert = next(e for e in elements if e[0] == "A" and e[2] == "web-7d9f")
-    rest = [e for e in elements if e is not create and e is not alert and time_of(e) >= alert[3] - 1
-            and time_of(e) <= alert[3] + WINDOW_MS + 1]
+    create = next(e for e in elements if isinstance(e, correlate.PodFact) and e.pod == "web-7d9f")
+    alert = next(e for e in elements if isinstance(e, correlate.AlertSeen) and e.pod == "web-7d9f")
+    rest = [e for e in elements if e is not create and e is not alert and time_of(e) >= alert.t_ms - 1
+            and time_of(e) <= alert.t_ms + WINDOW_MS + 1]
     late_by = LATENESS_MS - 1
     stream = (TestStream()
-              .add_elements([TimestampedValue(alert, alert[3] / 1000)])
+              .add_elements([TimestampedValue(alert, alert.t_ms / 1000)])
               .add_elements([TimestampedValue(e, time_of(e) / 1000) for e in rest])
               # the watermark is now past the pod create's time by nearly the whole lateness
-              .advance_watermark_to((create[5] + late_by) / 1000)
-              .add_elements([TimestampedValue(create, create[5] / 1000)])
-              .advance_watermark_to((alert[3] + 10 * WINDOW_MS) / 1000)
+              .advance_watermark_to((create.t_ms + late_by) / 1000)
+              .add_elements([TimestampedValue(create, create.t_ms / 1000)])
+              .advance_watermark_to((alert.t_ms + 10 * WINDOW_MS) / 1000)
               .advance_watermark_to_infinity())
-    expected = [s for s in expected_summaries(scenario) if s[0] == alert[4]]
+    expected = [s for s in expected_summaries(scenario) if s[0] == alert.alert_id]
     with TestPipeline(options=streaming_options()) as p:
         incidents = p | stream | CorrelateByServiceAccount(WINDOW, timedelta(milliseconds=LATENESS_MS))
         assert_that(incidents, matches_latest(expected, early=True))
@@ -316,6 +316,28 @@ def test_random_data_matches_the_brute_force_oracle_in_batch(seed, tmp_path):
     pods = tmp_path / "pods.json"
     pods.write_text(__import__("json").dumps(inventory))
     run_batch(tmp_path, elements_of(docs), matches_latest(expected), pods_file=str(pods))
+
+
+def scoped(elements: list) -> list:
+    """What the batch pipeline sends to the join: only the inputs that can join one of the alerts."""
+    scope = correlate.JoinScope([e for e in elements if isinstance(e, correlate.AlertSeen)], WINDOW_MS)
+    return [e for e in elements if scope.keep(e)]
+
+
+def test_the_join_given_only_what_the_alerts_can_join_gives_the_same_incidents(scenario_files, tmp_path):
+    scenario, paths, elements = scenario_files
+    kept = scoped(elements)
+    assert len(kept) < len(elements) // 2, "the scope must actually drop inputs"
+    run_batch(tmp_path, kept, matches_latest(expected_summaries(scenario)), pods_file=str(paths["pods"]))
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_random_data_scoped_by_its_alerts_matches_the_brute_force_oracle(seed, tmp_path):
+    audit, falco, inventory = random_records(seed)
+    docs = ecs_docs(audit, falco)
+    pods = tmp_path / "pods.json"
+    pods.write_text(__import__("json").dumps(inventory))
+    run_batch(tmp_path, scoped(elements_of(docs)), matches_latest(oracle(docs, inventory)), pods_file=str(pods))
 
 
 @pytest.mark.parametrize("seed", [4])

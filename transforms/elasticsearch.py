@@ -4,7 +4,7 @@ Beam retries bundles and backfills are re-run, so every write is idempotent:
 
 - events carry a deterministic ``_id`` and are sent with ``create``: a 409 means the document is
   already there (an earlier attempt or run wrote it) and counts as ``present.<kind>``;
-- incidents (items ``(kind, id, bytes, version)``) are sent with ``index`` and an external version,
+- incidents (``SinkItem``s with a ``version``) are sent with ``index`` and an external version,
   so an older version never overwrites a newer one; a 409 on a stale or equal version is also
   ``present.<kind>``.
 
@@ -45,6 +45,7 @@ import orjson
 from apache_beam.metrics import Metrics
 
 from transforms.records import AUDIT, FALCO, METRICS_NAMESPACE, dead_letter
+from transforms.sink import SinkItem
 
 log = logging.getLogger("kubehunt.elasticsearch")
 
@@ -294,7 +295,7 @@ class _BulkWriter:
             # A rejected dead letter from upstream is wrapped like any other rejected document.
             letter = dead_letter("index", reason, body, source=kind, origin=self._indices[kind])
             letter["kubehunt"]["dead_letter"]["doc_id"] = str(doc_id)
-            letters.append((DEAD_LETTERS, letter["event"]["id"], orjson.dumps(letter)))
+            letters.append(SinkItem(DEAD_LETTERS, letter["event"]["id"], orjson.dumps(letter)))
         tally.update(self.send(letters, depth=depth + 1))
         for (kind, *_), _reason in dead:
             tally["dead.index." + kind] += 1
@@ -303,7 +304,7 @@ class _BulkWriter:
 class BulkWriteFn(beam.DoFn):
     """Buffer documents into bulk requests sent by a bounded thread pool; see the module docstring.
 
-    Input elements: a chunk ``[(kind, doc_id, doc_bytes[, version]), ...]`` or one such tuple.
+    Input elements: a chunk ``[SinkItem, ...]`` or one ``SinkItem`` (``transforms.sink``).
     ``kind`` names the destination (audit, falco, incidents, dead_letters).
     """
 
@@ -407,7 +408,7 @@ class BulkWriteFn(beam.DoFn):
 
 
 class WriteToElasticsearch(beam.PTransform):
-    """Chunks or single ``(kind, id, bytes[, version])`` elements -> Elasticsearch (idempotent)."""
+    """Chunks or single ``SinkItem`` elements -> Elasticsearch (idempotent)."""
 
     def __init__(self, settings: EsSettings):
         super().__init__()

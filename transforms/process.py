@@ -3,8 +3,10 @@
 One DoFn call handles a whole chunk of lines (``transforms.read``), so Beam's per-element overhead is
 paid once per ~1000 events. It emits:
 
-- main output: a chunk ``[(source, doc_id, doc_bytes), ...]`` ready for a sink (orjson bytes);
-- ``CORRELATION``: the few per-event elements the join needs (``transforms.correlate.extract``);
+- main output: a chunk ``[SinkItem(source, doc_id, doc_bytes), ...]`` ready for a sink (orjson bytes);
+- ``CORRELATION``: the join inputs (``transforms.correlate.extract``); given the alerts of a bounded
+  input as a side input, only those that can join (``transforms.correlate.JoinScope``), so that the
+  join's shuffle holds a tiny fraction of the events;
 - ``DEAD_LETTER``: one dead letter per line that could not be parsed or normalised, with the reason.
 
 Counters: ``events.<source>`` (documents made), ``dead.parse``, ``dead.normalise``, ``hunt.<id>``.
@@ -24,6 +26,7 @@ from transforms import correlate, hunts
 from transforms.ecs import NormaliseError, Normaliser
 from transforms.parse import ParseError, records
 from transforms.records import CORRELATION, DEAD_LETTER, METRICS_NAMESPACE, SOURCES, dead_letter
+from transforms.sink import SinkItem
 
 log = logging.getLogger("kubehunt.progress")
 PROGRESS_EVERY_S = 15.0
@@ -31,10 +34,12 @@ PROGRESS_EVERY_S = 15.0
 
 @dataclass(frozen=True)
 class ProcessSettings:
-    """Plain, picklable settings for the per-event stage (no clients, no compiled state)."""
-    mapping_dir: str | None = None
+    """Plain, picklable settings for the per-event stage (no clients, no compiled state).
+
+    ``correlation_window_ms`` is what ``JoinScope`` needs when the stage is given the alerts."""
     hunts: hunts.HuntSettings = field(default_factory=hunts.HuntSettings)
     correlate: bool = True
+    correlation_window_ms: int = 30 * 60_000
 
 
 class ProcessChunkFn(beam.DoFn):
@@ -45,7 +50,7 @@ class ProcessChunkFn(beam.DoFn):
 
     def setup(self):
         # Compiled mappings and hunt expressions are built on the worker, once.
-        self._normaliser = Normaliser(self._settings.mapping_dir)
+        self._normaliser = Normaliser()
         self._catalogue = hunts.load_catalogue(self._settings.hunts)
         self._events = {s: Metrics.counter(METRICS_NAMESPACE, f"events.{s}") for s in SOURCES}
         self._dead_counters: dict[str, object] = {}
@@ -58,6 +63,7 @@ class ProcessChunkFn(beam.DoFn):
         # collections that millions of short-lived documents trigger cheaper (~4% of CPU, measured
         # with scripts/bench.py).
         gc.freeze()
+        self._scope = self._scope_of = None
 
     def _dead_counter(self, stage: str):
         counter = self._dead_counters.get(stage)
@@ -71,8 +77,18 @@ class ProcessChunkFn(beam.DoFn):
             counter = self._hunt_counters[hunt_id] = Metrics.counter(METRICS_NAMESPACE, f"hunt.{hunt_id}")
         return counter
 
-    def process(self, chunk):
+    def _join_scope(self, alerts):
+        if alerts is None:
+            return None
+        if self._scope_of is not alerts:  # the side input is the same object for a whole bundle
+            self._scope = correlate.JoinScope(alerts, self._settings.correlation_window_ms)
+            self._scope_of = alerts
+        return self._scope
+
+    def process(self, chunk, alerts=None):
         source, origin, first, lines = chunk
+        scope = self._join_scope(alerts)
+        extract = correlate.extract if self._settings.correlate else None
         out = []
         to_ecs = self._normaliser.to_ecs
         tag = self._catalogue.tag
@@ -81,6 +97,8 @@ class ProcessChunkFn(beam.DoFn):
         dead = []
         correlation = []
         for offset, line in enumerate(lines):
+            if not line:
+                continue  # a blank line's placeholder (transforms.split keeps offsets = line numbers)
             try:
                 recs = list(records(source, line))
             except ParseError as err:
@@ -95,15 +113,17 @@ class ProcessChunkFn(beam.DoFn):
                     continue
                 for hunt_id in tag(doc):
                     hunt_hits[hunt_id] = hunt_hits.get(hunt_id, 0) + 1
-                if self._settings.correlate:
-                    correlation.extend(correlate.extract(doc))
+                if extract is not None:
+                    elements = extract(doc)
+                    if elements:
+                        correlation.extend(elements if scope is None else [e for e in elements if scope.keep(e)])
                 try:
                     body = dumps(doc)
                 except TypeError as err:
                     dead.append(dead_letter("serialise", f"document not serialisable: {err}", record,
                                             source=source, origin=origin, line=first + offset))
                     continue
-                out.append((source, doc["event"]["id"], body))
+                out.append(SinkItem(source, doc["event"]["id"], body))
         self._events[source].inc(len(out))
         self._done += len(lines)
         now = time.monotonic()
@@ -123,12 +143,18 @@ class ProcessChunkFn(beam.DoFn):
 
 
 class ParseNormaliseTag(beam.PTransform):
-    """Chunks of lines -> chunks of serialised ECS documents (+ correlation inputs, dead letters)."""
+    """Chunks of lines -> chunks of serialised ECS documents (+ correlation inputs, dead letters).
 
-    def __init__(self, settings: ProcessSettings, label_prefix: str = ""):
+    ``alerts``: a PCollection of ``correlate.AlertSeen`` holding every alert of a bounded input; when
+    given, only the join inputs that can join one leave this stage (batch only: streaming has no
+    complete list, and its join takes every input)."""
+
+    def __init__(self, settings: ProcessSettings, alerts=None):
         super().__init__()
         self._settings = settings
+        self._alerts = alerts
 
     def expand(self, chunks):
-        return chunks | beam.ParDo(ProcessChunkFn(self._settings)).with_outputs(
+        side = () if self._alerts is None else (beam.pvalue.AsList(self._alerts),)
+        return chunks | beam.ParDo(ProcessChunkFn(self._settings), *side).with_outputs(
             DEAD_LETTER, CORRELATION, main="documents")

@@ -1,0 +1,211 @@
+"""Split large uncompressed inputs into byte ranges so that several workers read one file.
+
+``ReadSplitChunks`` is ``transforms.read.ReadLineChunks`` plus splitting: matched files are planned
+into ``Split``s (a whole file, or a line-aligned byte range of an uncompressed file larger than
+``split_bytes``), the small split descriptors are shuffled (the only shuffle: no data moves), and
+each split is read into chunks of lines where it lands. Compressed files (by name or by magic bytes)
+cannot be entered in the middle and stay whole.
+
+The planner reads the file once to put every boundary on a line start and to count the lines before
+it, so line numbers (in dead letters) are exact: a range is ``[start, end)`` in bytes, starting at
+line ``first_line``, and holds exactly the lines that start in it. Counting newlines runs at memory
+speed (bytes.count), a small price next to parsing the same bytes.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+import zlib
+from typing import NamedTuple
+
+import apache_beam as beam
+from apache_beam.io import fileio
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+
+from transforms.read import DEFAULT_CHUNK_LINES, DEFAULT_MAX_LINE_BYTES, ReadChunksFn
+from transforms.records import DEAD_LETTER, METRICS_NAMESPACE, dead_letter
+
+DEFAULT_SPLIT_BYTES = 64 * 1024 * 1024
+_BLOCK = 8 * 1024 * 1024
+# gzip, bzip2, zstd, xz: content that cannot be read from the middle, whatever the file is called.
+_MAGIC = (b"\x1f\x8b", b"BZh", b"\x28\xb5\x2f\xfd", b"\xfd7zXZ")
+
+
+class Split(NamedTuple):
+    """A unit of reading: ``path`` from byte ``start`` to ``end`` (None: the whole file, any compression)."""
+    path: str
+    start: int = 0
+    end: int | None = None
+    first_line: int = 1
+
+
+def _splittable(path: str) -> bool:
+    if CompressionTypes.detect_compression_type(path) != CompressionTypes.UNCOMPRESSED:
+        return False
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as probe:
+        head = probe.read(8)
+    return not head.startswith(_MAGIC)
+
+
+def plan_splits(path: str, size: int, split_bytes: int) -> list[Split]:
+    """Line-aligned ranges of about ``split_bytes`` covering the file, with the line number of each start."""
+    if size <= split_bytes or not _splittable(path):
+        return [Split(path)]
+    splits: list[Split] = []
+    start, first_line = 0, 1
+    target = split_bytes
+    lines = 0          # newlines before `offset`
+    offset = 0
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+        while True:
+            block = handle.read(_BLOCK)
+            if not block:
+                break
+            block_end = offset + len(block)
+            cursor = 0
+            while target < block_end:
+                # The first line start at or after `target`: just past the next newline from target - 1.
+                newline = block.find(b"\n", max(target - 1 - offset, cursor))
+                if newline < 0:
+                    break
+                lines += block.count(b"\n", cursor, newline + 1)
+                cursor = newline + 1
+                boundary = offset + cursor
+                if boundary < size:
+                    splits.append(Split(path, start, boundary, first_line))
+                    start, first_line = boundary, lines + 1
+                target = boundary + split_bytes
+            lines += block.count(b"\n", cursor)
+            offset = block_end
+    splits.append(Split(path, start, size, first_line))
+    return splits
+
+
+class PlanSplitsFn(beam.DoFn):
+    def __init__(self, split_bytes: int):
+        self._split_bytes = split_bytes
+
+    def process(self, metadata):
+        path = metadata.path
+        if path.endswith("/") or os.path.isdir(path):
+            return
+        yield from plan_splits(path, metadata.size_in_bytes, self._split_bytes)
+
+
+class ReadSplitFn(beam.DoFn):
+    """Read one ``Split`` into chunks ``(source, origin, first_line, [line, ...])``; whole files go to
+    ``ReadChunksFn`` (decompression, truncation handling); ranges are read here, same counters."""
+
+    def __init__(self, source: str, chunk_lines: int = DEFAULT_CHUNK_LINES,
+                 max_line_bytes: int = DEFAULT_MAX_LINE_BYTES):
+        self._source = source
+        self._chunk_lines = chunk_lines
+        self._max_line_bytes = max_line_bytes
+        self._whole = ReadChunksFn(source, chunk_lines, max_line_bytes)
+
+    def setup(self):
+        self._whole.setup()
+        self._lines = Metrics.counter(METRICS_NAMESPACE, f"lines_read.{self._source}")
+        self._blank = Metrics.counter(METRICS_NAMESPACE, f"blank_lines.{self._source}")
+        self._files = Metrics.counter(METRICS_NAMESPACE, f"files_read.{self._source}")
+        self._dead = Metrics.counter(METRICS_NAMESPACE, "dead.read")
+
+    def process(self, split: Split):
+        if split.end is None:
+            yield from self._whole.process(split.path)
+            return
+        if split.start == 0:
+            self._files.inc()
+        source, path, limit = self._source, split.path, self._max_line_bytes
+        chunk: list[bytes] = []
+        blanks = 0
+        first = number = split.first_line
+        number -= 1
+        try:
+            with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+                handle.seek(split.start)
+                readline = handle.readline
+                pos, end = split.start, split.end
+                while pos < end:
+                    line = readline(limit + 1)
+                    if not line:
+                        break
+                    number += 1
+                    pos += len(line)
+                    if len(line) > limit and not line.endswith(b"\n"):
+                        prefix = line[:4096]
+                        while True:  # drain the rest of the oversized line without holding it
+                            rest = readline(1 << 20)
+                            pos += len(rest)
+                            if not rest or rest.endswith(b"\n"):
+                                break
+                        self._lines.inc()
+                        self._dead.inc()
+                        yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(
+                            "read", f"line longer than {limit} bytes (max_line_bytes); first 4 KiB kept",
+                            prefix, source=source, origin=path, line=number))
+                        continue
+                    if not line.strip():
+                        self._blank.inc()
+                        if chunk:
+                            # An empty placeholder keeps `first + offset` the line number; the
+                            # per-event stage skips it.
+                            chunk.append(b"")
+                            blanks += 1
+                        continue
+                    if not chunk:
+                        first = number
+                    chunk.append(line)
+                    if len(chunk) >= self._chunk_lines:
+                        self._lines.inc(len(chunk) - blanks)
+                        yield (source, path, first, chunk)
+                        chunk, blanks = [], 0
+        except (OSError, zlib.error, gzip.BadGzipFile) as err:
+            self._dead.inc()
+            yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(
+                "read", f"input unreadable after line {number}: {type(err).__name__}: {err}",
+                b"", source=source, origin=path, line=number + 1))
+        if chunk:
+            self._lines.inc(len(chunk) - blanks)
+            yield (source, path, first, chunk)
+
+
+class ReadSplitChunks(beam.PTransform):
+    """Files/globs/directories of one source -> chunks of lines, large uncompressed files in ranges.
+
+    Main output: chunks; tagged ``DEAD_LETTER``: oversized lines and unreadable files. The read,
+    the per-event stage and the sinks that follow fuse into one stage per split, so a document is
+    written where it is made. ``reshuffle=True`` also spreads the chunks (a shuffle of the data:
+    only for runners that spill shuffles to disk).
+    """
+
+    def __init__(self, source: str, patterns: list[str], chunk_lines: int = DEFAULT_CHUNK_LINES,
+                 max_line_bytes: int = DEFAULT_MAX_LINE_BYTES, split_bytes: int = DEFAULT_SPLIT_BYTES,
+                 reshuffle: bool = False):
+        super().__init__()
+        self._source = source
+        self._patterns = list(patterns)
+        self._chunk_lines, self._max_line_bytes = chunk_lines, max_line_bytes
+        self._split_bytes = split_bytes
+        self._reshuffle = reshuffle
+
+    def expand(self, pbegin):
+        s = self._source
+        read = (pbegin
+                | f"{s}:Patterns" >> beam.Create(self._patterns)
+                | f"{s}:Match" >> fileio.MatchAll()
+                # Overlapping patterns must not read a file twice.
+                | f"{s}:KeyByPath" >> beam.Map(lambda m: (m.path, m))
+                | f"{s}:DistinctFiles" >> beam.CombinePerKey(lambda ms: next(iter(ms)))
+                | f"{s}:Files" >> beam.Values()
+                | f"{s}:PlanSplits" >> beam.ParDo(PlanSplitsFn(self._split_bytes))
+                # The only shuffle: split descriptors (a few bytes each) spread over the workers.
+                | f"{s}:SpreadSplits" >> beam.Reshuffle()
+                | f"{s}:ReadSplits" >> beam.ParDo(
+                    ReadSplitFn(s, self._chunk_lines, self._max_line_bytes)).with_outputs(DEAD_LETTER, main="chunks"))
+        chunks = read.chunks
+        if self._reshuffle:
+            chunks = chunks | f"{s}:SpreadChunks" >> beam.Reshuffle()
+        return {"chunks": chunks, DEAD_LETTER: read[DEAD_LETTER]}
