@@ -115,19 +115,32 @@ def test_hunts_list_and_test_refuse_an_invalid_hunt_file(tmp_path, capsys, actio
 
 # --- run failures: one line, exit 1, no temp folders ----------------------------------------------
 
-def test_a_failed_output_dir_run_is_one_line_and_leaves_no_beam_temp(tmp_path, capsys):
+def _limit_file_size():
+    # A real write failure on demand: files of the child may not grow past 64 KiB (EFBIG), and
+    # SIGXFSZ is ignored so that the write raises instead of killing the process.
+    import resource
+    import signal
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
+
+
+def test_a_failed_output_dir_run_is_one_line_and_leaves_nothing_half_written(tmp_path):
     out = tmp_path / "out"
-    # A folder where the sink's final file must go: the run fails in the sink's finalize step.
-    (out / "events-00000-of-00001.ndjson" / "x").mkdir(parents=True)
-    before = sorted(os.listdir(out))
-    code, err = run(capsys, "--output-dir", out, "--summary-json", tmp_path / "s.json")
-    assert code == 1
-    assert "kubehunt: run failed: " in err and "Is a directory" in err
+    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--audit", str(DEMO / "audit.log"),
+                           "--output-dir", str(out), "--summary-json", str(tmp_path / "s.json")],
+                          capture_output=True, text=True, cwd=ROOT, preexec_fn=_limit_file_size, timeout=300)
+    err = proc.stderr
+    assert proc.returncode == 1, err
+    assert "kubehunt: run failed: " in err and "File too large" in err
     assert "Traceback" not in err and len(err.splitlines()) < 10
-    assert not [p for p in os.listdir(out) if p.startswith("beam-temp-")]
-    assert sorted(p for p in os.listdir(out) if not p.startswith("dead-letters")) == before
+    left = os.listdir(out)
+    assert not [p for p in left if p.startswith("beam-temp-") or p.endswith(".tmp")], left
+    # Every file that is there is whole: each line a JSON document.
+    for name in left:
+        for line in (out / name).read_bytes().splitlines():
+            json.loads(line)
     summary = json.loads((tmp_path / "s.json").read_text())
-    assert summary["balanced"] is False and "Is a directory" in summary["failed"]
+    assert summary["balanced"] is False and "File too large" in summary["failed"]
 
 
 def test_elasticsearch_unreachable_with_no_setup_is_one_clear_line(tmp_path, capsys):

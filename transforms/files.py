@@ -40,12 +40,21 @@ def write_atomically(path: str, items) -> None:
     temporary = f"{directory}/.{name}.{uuid.uuid4().hex}.tmp"
     handle = FileSystems.create(temporary)
     try:
-        for item in items:
-            handle.write(item.body)
-            handle.write(b"\n")
-    finally:
-        handle.close()
-    FileSystems.rename([temporary], [path])
+        try:
+            for item in items:
+                handle.write(item.body)
+                handle.write(b"\n")
+        finally:
+            handle.close()
+        FileSystems.rename([temporary], [path])
+    except BaseException:
+        # A failed write (disk full, file too large, ...) leaves nothing behind: no half file, no
+        # temporary file in the user's output folder.
+        try:
+            FileSystems.delete([temporary])
+        except Exception:  # noqa: BLE001 - the original error is the one to report
+            pass
+        raise
 
 
 class WriteNdjsonFn(beam.DoFn):

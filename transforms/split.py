@@ -24,13 +24,12 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from transforms.read import DEFAULT_CHUNK_LINES, DEFAULT_MAX_LINE_BYTES, ReadChunksFn
+from transforms.read import (DEFAULT_CHUNK_LINES, DEFAULT_MAX_LINE_BYTES, ReadChunksFn, file_identity,
+                             sniff_compression)
 from transforms.records import DEAD_LETTER, METRICS_NAMESPACE, dead_letter
 
 DEFAULT_SPLIT_BYTES = 64 * 1024 * 1024
 _BLOCK = 8 * 1024 * 1024
-# gzip, bzip2, zstd, xz: content that cannot be read from the middle, whatever the file is called.
-_MAGIC = (b"\x1f\x8b", b"BZh", b"\x28\xb5\x2f\xfd", b"\xfd7zXZ")
 
 
 class Split(NamedTuple):
@@ -42,11 +41,11 @@ class Split(NamedTuple):
 
 
 def _splittable(path: str) -> bool:
-    if CompressionTypes.detect_compression_type(path) != CompressionTypes.UNCOMPRESSED:
-        return False
+    # Compressed content cannot be entered in the middle, whatever the file is called; plain text can,
+    # even when it is called `.gz` (the whole-file reader also tells compression by content).
     with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as probe:
-        head = probe.read(8)
-    return not head.startswith(_MAGIC)
+        head = probe.read(16)
+    return sniff_compression(head) is None
 
 
 def plan_splits(path: str, size: int, split_bytes: int) -> list[Split]:
@@ -83,15 +82,21 @@ def plan_splits(path: str, size: int, split_bytes: int) -> list[Split]:
     return splits
 
 
+def _keyed_by_identity(metadata):
+    """(file identity, (path, size)) for a matched file; directories are dropped."""
+    if metadata.path.endswith("/") or os.path.isdir(metadata.path):
+        return
+    identity, path = file_identity(metadata.path)
+    yield identity, (path, metadata.size_in_bytes)
+
+
 class PlanSplitsFn(beam.DoFn):
     def __init__(self, split_bytes: int):
         self._split_bytes = split_bytes
 
-    def process(self, metadata):
-        path = metadata.path
-        if path.endswith("/") or os.path.isdir(path):
-            return
-        yield from plan_splits(path, metadata.size_in_bytes, self._split_bytes)
+    def process(self, file):
+        path, size = file
+        yield from plan_splits(path, size, self._split_bytes)
 
 
 class ReadSplitFn(beam.DoFn):
@@ -196,9 +201,11 @@ class ReadSplitChunks(beam.PTransform):
         read = (pbegin
                 | f"{s}:Patterns" >> beam.Create(self._patterns)
                 | f"{s}:Match" >> fileio.MatchAll()
-                # Overlapping patterns must not read a file twice.
-                | f"{s}:KeyByPath" >> beam.Map(lambda m: (m.path, m))
-                | f"{s}:DistinctFiles" >> beam.CombinePerKey(lambda ms: next(iter(ms)))
+                # Overlapping patterns and other spellings of a path (./x, a/../x, a symlink, a hard
+                # link) must not read a file twice: one entry per file identity, the same path
+                # whatever the order (min).
+                | f"{s}:FileIdentity" >> beam.FlatMap(_keyed_by_identity)
+                | f"{s}:DistinctFiles" >> beam.CombinePerKey(min)
                 | f"{s}:Files" >> beam.Values()
                 | f"{s}:PlanSplits" >> beam.ParDo(PlanSplitsFn(self._split_bytes))
                 # The only shuffle: split descriptors (a few bytes each) spread over the workers.
