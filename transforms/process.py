@@ -22,6 +22,7 @@ from apache_beam.metrics import Metrics
 
 from transforms import correlate, hunts
 from transforms.ecs import NormaliseError, Normaliser
+from transforms.original import add_original
 from transforms.parse import ParseError, records
 from transforms.records import CORRELATION, DEAD_LETTER, METRICS_NAMESPACE, SOURCES, dead_letter
 
@@ -35,6 +36,7 @@ class ProcessSettings:
     mapping_dir: str | None = None
     hunts: hunts.HuntSettings = field(default_factory=hunts.HuntSettings)
     correlate: bool = True
+    keep_original: bool = False    # --keep-original: event.original (transforms/original.py)
 
 
 class ProcessChunkFn(beam.DoFn):
@@ -93,6 +95,8 @@ class ProcessChunkFn(beam.DoFn):
                     dead.append(dead_letter("normalise", str(err), record, source=source, origin=origin,
                                             line=first + offset))
                     continue
+                if self._settings.keep_original:
+                    add_original(doc, line, record, len(recs) > 1)
                 for hunt_id in tag(doc):
                     hunt_hits[hunt_id] = hunt_hits.get(hunt_id, 0) + 1
                 if self._settings.correlate:
