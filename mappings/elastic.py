@@ -154,6 +154,12 @@ OBJECTS = [
 
 
 def _leaf(kind: str) -> dict:
+    if kind == "text":
+        # Elastic declares these `text`; its own rules then miss: `hostPath.path: "/"` analyses to no
+        # term at all and `not ...image: docker.elastic.co/beats/elastic-agent*` matches no token, so
+        # the exceptions never apply. keyword gives the exact and wildcard matching the rules (and
+        # Elastic's KQL evaluator) mean, and lets EQL compare and ES|QL group on them.
+        kind = "keyword"
     body: dict = {"type": kind}
     if kind == "keyword":
         body["ignore_above"] = 1024

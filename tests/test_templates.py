@@ -165,8 +165,8 @@ def test_hunt_fields_are_searchable(es, streams):
         sum(1 for d in unique if d.get("http", {}).get("response", {}).get("status_code", 0) >= 400) > 0
     fdocs, _ = normalise_lines("falco", sample_lines("falco"))
     funique = {d["event"]["id"]: d for d in fdocs}.values()
-    # proc.name is text as Elastic maps it; the flattened copy has every key as an exact keyword.
-    assert count(falco, {"match_phrase": {"falco.output_fields.proc.name": "event-generator"}}) == \
+    # Typed keys are fields of their own; the flattened copy has every key as an exact keyword.
+    assert count(falco, {"term": {"falco.output_fields.proc.name": "event-generator"}}) == \
         sum(1 for d in funique if d["falco"]["output_fields"].get("proc.name") == "event-generator") > 0
     assert count(falco, {"term": {"kubehunt.flat.output_fields.proc.name": "event-generator"}}) == \
         sum(1 for d in funique if d["falco"]["output_fields"].get("proc.name") == "event-generator") > 0
