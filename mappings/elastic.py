@@ -326,6 +326,10 @@ def elastic_component() -> dict:
                         "ingested": {"type": "date"},
                         "original": {"type": "keyword", "index": False, "doc_values": False},
                     }},
+                    # ECS fields Elastic's cross-cloud ES|QL rules name (8.12 refuses an unknown column).
+                    "cloud": {"properties": {name: {"type": "keyword", "ignore_above": 1024}
+                                             for name in ("provider", "region")} | {
+                        "account": {"properties": {"id": {"type": "keyword", "ignore_above": 1024}}}}},
                     "kubehunt": {"properties": {
                         "timestamp": {"type": "date_nanos"},
                         "flat": {"properties": {o[1].rsplit(".", 1)[-1]: flat for o in OBJECTS if o[1]}},
