@@ -147,6 +147,9 @@ OBJECTS = [
     # (path, flattened copy, kind, typed keys)
     ("kubernetes.audit.requestObject", "kubehunt.flat.request_object", "object", REQUEST_OBJECT),
     ("kubernetes.audit.responseObject", "kubehunt.flat.response_object", "object", RESPONSE_OBJECT),
+    # annotations: Elastic maps `annotations.*` dynamically; a flattened field here would hide the
+    # runtime fields with Elastic's renamed keys (authorization_k8s_io/decision) from ES|QL on 8.12.
+    ("kubernetes.audit.annotations", None, "keys", None),
     ("kubernetes.audit.user.extra", None, "keys", None),
     ("kubernetes.audit.impersonatedUser.extra", None, "keys", None),
     ("falco.output_fields", "kubehunt.flat.output_fields", "keys", OUTPUT_FIELDS),
