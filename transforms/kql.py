@@ -144,11 +144,15 @@ class _Parser:
             node = self.or_expr(self.and_expr)
             self.take("close")
             return node
-        field = self.take("word")[1]
+        tok = self.take()
+        if tok[0] not in ("word", "quoted"):
+            raise KqlError(f"expected a field name in KQL, got {tok[1]!r}")
         if not self.peek("colon"):
-            raise KqlError(f"field-less term {field!r} is not supported")
+            raise KqlError(f"field-less term {tok[1]!r} is not supported")
         self.take("colon")
-        return self.value_expr(_word_value(field).replace(WILDCARD, "*"))
+        # A field name may be quoted (`"@timestamp": *`, as in Elastic's Falco dashboard).
+        field = _quoted_value(tok[1]) if tok[0] == "quoted" else _word_value(tok[1]).replace(WILDCARD, "*")
+        return self.value_expr(field)
 
     # value level (inside field:...)
     def value_expr(self, field):
