@@ -196,6 +196,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     o = parser.add_argument_group("outputs")
     o.add_argument("--output-dir", metavar="DIR", help="write NDJSON files (events*, incidents*, dead-letters*) "
                    "instead of indexing into Elasticsearch")
+    o.add_argument("--keep-original", action="store_true",
+                   help="also store each input line as text in event.original (as Elastic's "
+                        "preserve_original_event; off by default: it doubles the stored size)")
     o.add_argument("--summary-json", metavar="FILE", help="also write the run summary as JSON")
     o.add_argument("--no-setup", dest="setup_destinations", action="store_false",
                    help="do not install index templates before writing (they must already exist)")
@@ -228,7 +231,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         audit=tuple(expand_patterns(args.audit)), falco=tuple(expand_patterns(args.falco)), pods=args.pods, output_dir=args.output_dir,
         es=es_settings_from_args(args),
         process=ProcessSettings(hunts=hunt_settings_from_args(args), correlate=args.correlate,
-                                correlation_window_ms=int(args.correlation_window.total_seconds() * 1000)),
+                                correlation_window_ms=int(args.correlation_window.total_seconds() * 1000),
+                                keep_original=args.keep_original),
         chunk_lines=args.chunk_lines, spread_chunks=args.spread_chunks, split_bytes=args.split_bytes,
         max_line_bytes=args.max_line_bytes,
         correlation_window=args.correlation_window, allowed_lateness=args.allowed_lateness,

@@ -2,8 +2,10 @@
 
 What it installs (all from data files in ``mappings/``):
 
-1. component templates (``templates/component/*.json``) then index templates
-   (``templates/index/*.json``), the file stem being the template name;
+1. ingest pipelines (``pipelines/*.json``: ``kubehunt-events``, the event templates'
+   ``final_pipeline``, sets ``event.ingested`` and ``data_stream.*``), then component templates
+   (``templates/component/*.json``) then index templates (``templates/index/*.json``), the file
+   stem being the name;
 2. optionally (``--ilm-policy``) the ILM policy ``ilm/kubehunt-30d-delete.json``, attached to the
    event data streams' backing indices;
 3. the event data streams (audit, Falco) when an index template makes them data streams;
@@ -58,12 +60,40 @@ def _template_files(kind: str) -> list[Path]:
     return sorted(mappings.path("templates", kind).glob("*.json"))
 
 
+def _pipeline_files() -> list[Path]:
+    import mappings
+
+    return sorted(mappings.path("pipelines").glob("*.json"))
+
+
+def install_pipelines(client, *, only_changed: bool = False) -> list[str]:
+    """Install the ingest pipelines the templates name; returns ``pipeline:name`` of those written."""
+    from elasticsearch import NotFoundError
+
+    installed = []
+    for file in _pipeline_files():
+        body, digest = _load(file)
+        if only_changed:
+            try:
+                current = client.ingest.get_pipeline(id=file.stem).body.get(file.stem, {})
+            except NotFoundError:
+                current = {}
+            if (current.get("_meta") or {}).get("kubehunt_digest") == digest:
+                continue
+        client.ingest.put_pipeline(id=file.stem, **_with_meta(body, digest))
+        installed.append(f"pipeline:{file.stem}")
+    return installed
+
+
 def install_templates(client, *, only_changed: bool = False) -> list[str]:
     """Install every component template then every index template; idempotent.
 
     With ``only_changed`` a template whose installed digest matches its file is not written again
     (two GETs instead of one PUT per template). Returns ``kind:name`` of the templates written.
+    The ingest pipelines the templates name are installed first when missing or changed (not
+    listed: ``ensure_destinations`` reports them).
     """
+    install_pipelines(client, only_changed=True)
     installed = []
     current: dict[str, dict[str, str | None]] = {"component": {}, "index": {}}
     if only_changed:
@@ -203,6 +233,7 @@ def ensure_destinations(settings: EsSettings, *, ilm_policy: bool = False) -> di
         version = _check_server(client, settings)
         changed: list[str] = []
         try:
+            changed += install_pipelines(client, only_changed=True)
             changed += install_templates(client, only_changed=True)
             streams = [settings.index_for(k) for k in ("audit", "falco")]
             for stream in streams:

@@ -93,7 +93,13 @@ def test_data_streams_resolve_to_our_templates_with_ecs_types(es, streams):
     for source, stream in streams.items():
         sim = es.indices.simulate_index_template(name=stream)
         props = sim["template"]["mappings"]["properties"]
-        assert props["@timestamp"]["type"] == "date_nanos"
+        # Elastic's type for @timestamp; the exact (ns) time is kubehunt.timestamp.
+        assert props["@timestamp"]["type"] == "date"
+        assert props["kubehunt"]["properties"]["timestamp"]["type"] == "date_nanos"
+        for name in ("type", "dataset", "namespace"):
+            assert props["data_stream"]["properties"][name]["type"] == "constant_keyword"
+        assert props["event"]["properties"]["original"] == {"type": "keyword", "index": False, "doc_values": False}
+        assert sim["template"]["settings"]["index"]["final_pipeline"] == "kubehunt-events"
         assert props["source"]["properties"]["ip"]["type"] == "ip"
         assert props["event"]["properties"]["severity"]["type"] == "long"
         assert props["process"]["properties"]["command_line"]["type"] == "wildcard"
@@ -159,7 +165,10 @@ def test_hunt_fields_are_searchable(es, streams):
         sum(1 for d in unique if d.get("http", {}).get("response", {}).get("status_code", 0) >= 400) > 0
     fdocs, _ = normalise_lines("falco", sample_lines("falco"))
     funique = {d["event"]["id"]: d for d in fdocs}.values()
+    # Typed keys are fields of their own; the flattened copy has every key as an exact keyword.
     assert count(falco, {"term": {"falco.output_fields.proc.name": "event-generator"}}) == \
+        sum(1 for d in funique if d["falco"]["output_fields"].get("proc.name") == "event-generator") > 0
+    assert count(falco, {"term": {"kubehunt.flat.output_fields.proc.name": "event-generator"}}) == \
         sum(1 for d in funique if d["falco"]["output_fields"].get("proc.name") == "event-generator") > 0
     assert count(falco, {"term": {"threat.technique.id": "T1555"}}) == \
         sum(1 for d in funique if "T1555" in d.get("threat", {}).get("technique", {}).get("id", [])) > 0
@@ -172,9 +181,9 @@ def test_nanoseconds_are_queryable(es, streams):
     docs = [N.to_ecs("falco", {**base, "uuid": f"ns-{i}", "output_fields": {"evt.time": 1715108059341081180 + i}},
                      "json") for i in range(3)]
     assert bulk_create(es, streams["falco"], docs) == []
-    hits = es.search(index=streams["falco"], query={"range": {"@timestamp": {
+    hits = es.search(index=streams["falco"], query={"range": {"kubehunt.timestamp": {
         "gt": "2024-05-07T18:54:19.341081180Z", "lte": "2024-05-07T18:54:19.341081182Z"}}},
-        sort=[{"@timestamp": "asc"}])["hits"]["hits"]
+        sort=[{"kubehunt.timestamp": "asc"}])["hits"]["hits"]
     assert [h["_id"] for h in hits] == ["ns-1", "ns-2"]
 
 

@@ -24,6 +24,7 @@ from apache_beam.metrics import Metrics
 
 from transforms import correlate, hunts
 from transforms.ecs import NormaliseError, Normaliser
+from transforms.original import add_original
 from transforms.parse import ParseError, records
 from transforms.records import CORRELATION, DEAD_LETTER, METRICS_NAMESPACE, SOURCES, dead_letter
 from transforms.sink import SinkItem
@@ -40,6 +41,7 @@ class ProcessSettings:
     hunts: hunts.HuntSettings = field(default_factory=hunts.HuntSettings)
     correlate: bool = True
     correlation_window_ms: int = 30 * 60_000
+    keep_original: bool = False    # --keep-original: event.original (transforms/original.py)
 
 
 class ProcessChunkFn(beam.DoFn):
@@ -111,6 +113,8 @@ class ProcessChunkFn(beam.DoFn):
                     dead.append(dead_letter("normalise", str(err), record, source=source, origin=origin,
                                             line=first + offset))
                     continue
+                if self._settings.keep_original:
+                    add_original(doc, line, record, len(recs) > 1)
                 for hunt_id in tag(doc):
                     hunt_hits[hunt_id] = hunt_hits.get(hunt_id, 0) + 1
                 if extract is not None:
