@@ -27,7 +27,7 @@ from apache_beam.metrics import Metrics
 from transforms.read import DEFAULT_CHUNK_LINES, DEFAULT_MAX_LINE_BYTES, ReadChunksFn
 from transforms.records import DEAD_LETTER, METRICS_NAMESPACE, dead_letter
 
-DEFAULT_SPLIT_BYTES = 64 * 1024 * 1024
+DEFAULT_SPLIT_BYTES = 32 * 1024 * 1024
 _BLOCK = 8 * 1024 * 1024
 # gzip, bzip2, zstd, xz: content that cannot be read from the middle, whatever the file is called.
 _MAGIC = (b"\x1f\x8b", b"BZh", b"\x28\xb5\x2f\xfd", b"\xfd7zXZ")
