@@ -28,7 +28,7 @@ from transforms.read import (DEFAULT_CHUNK_LINES, DEFAULT_MAX_LINE_BYTES, ReadCh
                              sniff_compression)
 from transforms.records import DEAD_LETTER, METRICS_NAMESPACE, dead_letter
 
-DEFAULT_SPLIT_BYTES = 64 * 1024 * 1024
+DEFAULT_SPLIT_BYTES = 32 * 1024 * 1024
 _BLOCK = 8 * 1024 * 1024
 
 
