@@ -10,9 +10,9 @@ import yaml
 
 import mappings
 from transforms.hunts import TAGGED_FIELDS
+from scripts.gen_templates import ecs_component_template, render_template
 from transforms.ecs import (DROPPED, EcsMapping, MappingError, NormaliseError, Normaliser, compile_mapping,
-                            ecs_component_template, ecs_field_types, event_id, load_mapping, parse_time,
-                            render_template, to_epoch_ms)
+                            ecs_field_types, event_id, load_mapping, parse_time, to_epoch_ms)
 from transforms.parse import Envelope, records
 
 N = Normaliser()
@@ -422,7 +422,7 @@ def test_every_mapped_field_has_an_es_type():
 def test_ecs_component_template_is_generated_from_ecs_fields():
     committed = mappings.path("templates", "component", "kubehunt-ecs.json").read_text()
     assert committed == render_template(ecs_component_template()), \
-        "regenerate with: python -m transforms.ecs --write-template"
+        "regenerate with: python scripts/gen_templates.py"
 
 
 def test_ecs_fields_file_has_no_stale_entries():

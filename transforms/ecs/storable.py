@@ -1,0 +1,115 @@
+"""The source namespace against its index template: what the index would reject is refused here.
+
+Measured on Elasticsearch 8.12: leaf fields refuse objects; object and flattened fields refuse
+scalars; boolean refuses anything but true/false; field names must be non-empty and not made of dots.
+A refusal is a reason (the field and why) that the normaliser turns into a dead letter.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Callable
+
+import mappings
+from transforms.ecs.filters import has_object
+
+_LEAF, _OBJECT, _FLAT, _BOOL = "leaf", "object", "flattened", "boolean"
+
+
+def _spec_from_properties(props: dict) -> dict:
+    spec = {}
+    for name, body in props.items():
+        kind = body.get("type", "object")
+        if kind == "object" or "properties" in body:
+            spec[name] = (_OBJECT, _spec_from_properties(body.get("properties", {})))
+        elif kind == "flattened":
+            spec[name] = (_FLAT, None)
+        elif kind == "boolean":
+            spec[name] = (_BOOL, None)
+        else:
+            spec[name] = (_LEAF, None)
+    return spec
+
+
+def _bad_name(key) -> bool:
+    return not key or "." in key or not key.strip()
+
+
+def _nul_key_path(value, where: str) -> str | None:
+    """Where a key holding NUL sits inside a flattened value (Elasticsearch reserves \\0 there)."""
+    if type(value) is dict:
+        for key, item in value.items():
+            if "\x00" in key:
+                return f"{where}[{key!r}]"
+            if type(item) is dict or type(item) is list:
+                found = _nul_key_path(item, f"{where}.{key}")
+                if found:
+                    return found
+    elif type(value) is list:
+        for item in value:
+            found = _nul_key_path(item, where)
+            if found:
+                return found
+    return None
+
+
+def _check_object(value, spec: dict, where: str, deep: bool = True) -> str | None:
+    if type(value) is list:
+        for item in value:
+            if item is not None and type(item) is not dict:
+                return f"{where} is a list holding {type(item).__name__}s; the index maps it as an object"
+            if item:
+                reason = _check_object(item, spec, where, deep)
+                if reason:
+                    return reason
+        return None
+    if type(value) is not dict:
+        return f"{where} is a {type(value).__name__}; the index maps it as an object"
+    for key, item in value.items():
+        if item is None:
+            continue
+        sub = spec.get(key)
+        if sub is None:
+            if _bad_name(key):
+                return f"{where} has a field named {key!r}, which Elasticsearch cannot store"
+            continue
+        kind, inner = sub
+        if kind is _LEAF:
+            t = type(item)
+            if t is dict or (t is list and has_object(item)):
+                return f"{where}.{key} is an object; the index maps it as a plain value"
+        elif kind is _OBJECT:
+            reason = _check_object(item, inner, f"{where}.{key}", deep)
+            if reason:
+                return reason
+        elif kind is _FLAT:
+            if type(item) is not dict and not (type(item) is list and all(type(i) is dict or i is None for i in item)):
+                return f"{where}.{key} is a {type(item).__name__}; the index stores it as an object (flattened)"
+            if deep:
+                found = _nul_key_path(item, f"{where}.{key}")
+                if found:
+                    return f"{found} is a key with a NUL character, which a flattened field cannot store"
+        elif kind is _BOOL:
+            values = item if type(item) is list else (item,)
+            if any(v is not None and type(v) is not bool and v not in ("true", "false") for v in values):
+                return f"{where}.{key} is not true/false; the index maps it as boolean"
+    return None
+
+
+def template_properties(template: str) -> dict:
+    """The `properties` of component template `template` (mappings/templates/component/<name>.json)."""
+    body = json.loads(mappings.path("templates", "component", f"{template}.json").read_text())
+    return body["template"]["mappings"]["properties"]
+
+
+def compile_template_check(template: str, original: str) -> Callable[[Any], str | None]:
+    props = template_properties(template)
+    for key in original.split("."):
+        props = props[key].get("properties", {})
+    spec = _spec_from_properties(props)
+
+    def check(record, deep: bool = True) -> str | None:
+        """`deep=False` skips the walk for NUL keys inside flattened values (the caller knows there is
+        no NUL anywhere in the record: the walk is the only per-event cost that grows with its size)."""
+        return _check_object(record, spec, original, deep)
+    return check
+
