@@ -21,6 +21,15 @@ _VERB_TYPE = {"create": "creation", "update": "change", "patch": "change", "dele
               "impersonate": "admin", "escalate": "admin", "bind": "admin", "approve": "admin"}
 
 
+# Where the event time is looked for, in order (also named by the "no usable event time" reason).
+TIME_FIELDS = ("requestReceivedTimestamp", "timestamp", "stageTimestamp")
+
+
+def time_candidates(ev: dict) -> list[tuple[str, object]]:
+    """(field, value) of each time field the record has, for the dead-letter reason."""
+    return [(key, ev[key]) for key in TIME_FIELDS if ev.get(key) is not None]
+
+
 def _ref(ev: dict) -> dict:
     ref = ev.get("objectRef")
     return ref if type(ref) is dict else {}
@@ -29,7 +38,7 @@ def _ref(ev: dict) -> dict:
 @ecs_function
 def audit_timestamp(ev: dict):
     """requestReceivedTimestamp (v1), else the legacy v1beta1 `timestamp`, else stageTimestamp."""
-    for key in ("requestReceivedTimestamp", "timestamp", "stageTimestamp"):
+    for key in TIME_FIELDS:
         value = ev.get(key)
         if value:
             text = parse_time(value) if type(value) is str else None

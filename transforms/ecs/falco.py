@@ -20,6 +20,17 @@ def _tags(ev: dict) -> list:
     return tags if type(tags) is list else []
 
 
+# Where the alert time is looked for, in order: output fields first (the syscall's time), then `time`.
+TIME_OUTPUT_FIELDS = ("evt.time.iso8601", "evt.time", "evt_time")
+TIME_FIELDS = tuple(f"output_fields.{key}" for key in TIME_OUTPUT_FIELDS) + ("time",)
+
+
+def time_candidates(ev: dict) -> list[tuple[str, object]]:
+    """(field, value) of each time field the alert has, for the dead-letter reason."""
+    found = [(f"output_fields.{key}", _of(ev, key)) for key in TIME_OUTPUT_FIELDS] + [("time", ev.get("time"))]
+    return [(name, value) for name, value in found if value is not None]
+
+
 @ecs_function
 def falco_timestamp(ev: dict):
     """The syscall's own time (evt.time.iso8601 / evt.time / evt_time: int ns or ISO text), else `time`."""

@@ -37,10 +37,16 @@ def ecs_filter(name: str, typed: bool = False):
 
 
 def has_object(value) -> bool:
-    """True when a list (at any depth) holds a dict: Elasticsearch cannot store that in a leaf field."""
-    for item in value:
-        if type(item) is dict or (type(item) is list and has_object(item)):
-            return True
+    """True when a list (at any depth) holds a dict: Elasticsearch cannot store that in a leaf field.
+
+    Lists inside the list are walked with a stack (client data may nest them to any depth)."""
+    stack = [value]
+    while stack:
+        for item in stack.pop():
+            if type(item) is dict:
+                return True
+            if type(item) is list:
+                stack.append(item)
     return False
 
 

@@ -5,10 +5,13 @@ import hashlib
 
 import orjson
 
+from transforms.ecs.errors import NormaliseError
 from transforms.records import AUDIT
 
 # Elasticsearch ids are at most 512 bytes; source ids (auditID, uuid) are client data.
 _MAX_ID_PART = 128
+# orjson serialises at most this many levels of nesting (it parses up to 1024).
+_MAX_DEPTH = 254
 
 
 def _digest(data: bytes) -> str:
@@ -34,15 +37,25 @@ def event_id(source: str, record: dict) -> str:
     return _event_id(source, record)[0]
 
 
+def _canonical(source: str, record: dict) -> bytes:
+    try:
+        return orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError as err:
+        # Parsed JSON is always serialisable, except past orjson's nesting limit (254 levels); such a
+        # record could not be written either, so it is a dead letter, not a crash.
+        raise NormaliseError(f"{source} record cannot be serialised for its id ({err}): "
+                             f"it nests deeper than {_MAX_DEPTH} levels") from None
+
+
 def _event_id(source: str, record: dict) -> tuple[str, bytes | None]:
     """(id, the canonical bytes when they were made)."""
     if source == AUDIT:
-        canonical = orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
+        canonical = _canonical(source, record)
         audit_id = record.get("auditID") or record.get("insertId")
         stage = record.get("stage")
         return f"{_id_part(audit_id, 'none')}-{_id_part(stage, 'none')[:16]}-{_digest(canonical)}", canonical
     uuid = record.get("uuid")
     if type(uuid) is str and uuid:
         return _id_part(uuid, ""), None
-    canonical = orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
+    canonical = _canonical(source, record)
     return f"falco-{_digest(canonical)}", canonical

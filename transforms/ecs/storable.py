@@ -35,21 +35,28 @@ def _bad_name(key) -> bool:
 
 
 def _nul_key_path(value, where: str) -> str | None:
-    """Where a key holding NUL sits inside a flattened value (Elasticsearch reserves \\0 there)."""
-    if type(value) is dict:
-        for key, item in value.items():
-            if "\x00" in key:
+    """Where a key holding NUL sits inside a flattened value (Elasticsearch reserves \\0 there).
+
+    The walk keeps its own stack of iterators, not Python's: a flattened value is client data and may
+    nest to any depth. It visits keys in document order, descending as it goes (the first NUL key found
+    is the first in the document)."""
+    stack = [(_children(value), where)]
+    while stack:
+        items, where = stack[-1]
+        for key, item in items:
+            if key is not None and "\x00" in key:
                 return f"{where}[{key!r}]"
             if type(item) is dict or type(item) is list:
-                found = _nul_key_path(item, f"{where}.{key}")
-                if found:
-                    return found
-    elif type(value) is list:
-        for item in value:
-            found = _nul_key_path(item, where)
-            if found:
-                return found
+                stack.append((_children(item), where if key is None else f"{where}.{key}"))
+                break
+        else:
+            stack.pop()
     return None
+
+
+def _children(value):
+    """(key, item) pairs of a dict; (None, item) of a list."""
+    return iter(value.items()) if type(value) is dict else ((None, item) for item in value)
 
 
 def _check_object(value, spec: dict, where: str, deep: bool = True) -> str | None:
