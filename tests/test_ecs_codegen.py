@@ -11,7 +11,8 @@ from transforms.ecs import EcsMapping, compile_mapping, load_mapping
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "ecs_codegen_apply.py.txt"
 
-# One line of every construct: filter, `??`, constant, typed filter, deep path, of:key, =function, table.
+# One line of every construct: filter, `??`, constant, typed filter, deep path, of:key, =function, table,
+# and a line repeating another's source and filters (computed once).
 MAPPING = """dataset: d
 original: o
 fields:
@@ -24,6 +25,7 @@ fields:
   a.fn: =audit_outcome
   a.lookup: level | table:levels
   a.pick: p ?? q | table:levels
+  b.num: n | long
 tables:
   levels: {"*": none, high: [critical, error]}
 """
@@ -48,7 +50,7 @@ def test_generated_code_builds_nested_objects_only_when_they_get_a_field(tmp_pat
                    "output_fields": {"k.name": "kn"}, "responseStatus": {"code": 500}, "level": "ERROR"})
     assert doc == {"@timestamp": "2024-01-02T03:04:05Z",
                    "a": {"first": "x", "const": "k", "num": 7, "deep": 1, "of": "kn", "fn": "failure",
-                         "lookup": "high"}}
+                         "lookup": "high"}, "b": {"num": 7}}
 
 
 @pytest.mark.parametrize("empty", [None, "", [], {}])
@@ -73,7 +75,17 @@ def test_object_that_has_a_value_is_taken_and_dropped_by_the_guard(tmp_path):
 
 def test_dropped_fields_are_named_in_mapping_order(tmp_path):
     doc = compiled(tmp_path).apply({"t": "never", "n": "x", "x": {"y": {"z": {"o": 1}}}})
-    assert doc["kubehunt"]["normalise"]["dropped"] == ["@timestamp", "a.num", "a.deep"]
+    assert doc["kubehunt"]["normalise"]["dropped"] == ["@timestamp", "a.num", "a.deep", "b.num"]
+
+
+def test_a_repeated_line_is_computed_once_and_each_field_owns_its_list(tmp_path):
+    path = tmp_path / "m.yaml"
+    path.write_text("dataset: d\noriginal: o\nfields:\n  a.ip: ips | ip\n  b.ip: ips | ip\n")
+    m = compile_mapping(EcsMapping.load(path))
+    assert m.source.count("(v)") == 1  # one call of the ip filter
+    doc = m.apply({"ips": ["10.0.0.1", "x"]})
+    assert doc == {"a": {"ip": ["10.0.0.1"]}, "b": {"ip": ["10.0.0.1"]}}
+    assert doc["a"]["ip"] is not doc["b"]["ip"]
 
 
 @pytest.mark.parametrize("source", ["audit", "falco"])

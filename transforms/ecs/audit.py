@@ -1,6 +1,7 @@
 """Computed ECS fields of Kubernetes audit Events (`=audit_*` in kubernetes.audit_logs.yaml)."""
 from __future__ import annotations
 
+from functools import lru_cache
 from urllib.parse import parse_qs, urlsplit
 
 from transforms.ecs.filters import ecs_function
@@ -200,9 +201,16 @@ def _service_account(ev: dict, block: str):
     user = ev.get(block)
     name = user.get("username") if type(user) is dict else None
     if type(name) is str and name.startswith("system:serviceaccount:"):
-        parts = name.split(":")
-        if len(parts) == 4 and parts[2] and parts[3]:
-            return parts[2], parts[3]
+        return _sa_parts(name)
+    return None
+
+
+@lru_cache(maxsize=4096)
+def _sa_parts(name: str) -> tuple[str, str] | None:
+    """`system:serviceaccount:NS:NAME` -> (NS, NAME); cached: a cluster has few service accounts."""
+    parts = name.split(":")
+    if len(parts) == 4 and parts[2] and parts[3]:
+        return parts[2], parts[3]
     return None
 
 

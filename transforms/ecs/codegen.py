@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import re
+from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -151,6 +152,10 @@ def compile_mapping(mapping: EcsMapping) -> CompiledMapping:
     gen = _CodeGen(mapping.file)
     dropped_node = ("kubehunt", "normalise")
     gen.node(dropped_node, 0)
+    # Lines with the same source and filters are computed once per event (see `shared` below).
+    parsed = [[p.strip() for p in rule.expr.split(" | ")] for rule in mapping.fields]
+    repeats = Counter((source_part, tuple(filter_parts)) for source_part, *filter_parts in parsed)
+    shared: dict[tuple, str] = {}
     for rule in mapping.fields:
         gen.where = f"{mapping.file}:{rule.line}: {rule.target}"
         path = (rule.target,) if rule.target == "@timestamp" else tuple(rule.target.split("."))
@@ -176,29 +181,50 @@ def compile_mapping(mapping: EcsMapping) -> CompiledMapping:
                 raise MappingError(f"{gen.where}: the constant {const!r} cannot be stored in a plain field")
             gen.body += gen.store(parent, path[-1], gen.name('c', const), "    ")
             continue
+        drop = f"dropped = _add(dropped, {rule.target!r})"
+        key = (source_part, tuple(filter_parts))
+        if filters and key in shared:
+            # The same source and filters as an earlier line (source.ip, client.ip, related.ip): reuse
+            # that line's filtered value; a list is copied so each field owns its value as before.
+            var = shared[key]
+            gen.body += [f"    v = {var}[:] if type({var}) is list else {var}",
+                         f"    if v is _DROPPED: {drop}",
+                         "    elif v is not None and v != '' and v != []:",
+                         *gen.store(parent, path[-1], "v", "        ")]
+            continue
         code = gen.getter_code(sources[0], "    ")
         for alt in sources[1:]:
             code.append("    if v is None or v == '' or v == [] or v == {}:")
             code += gen.getter_code(alt, "        ")
-        drop = f"dropped = _add(dropped, {rule.target!r})"
         if filters:
             if not typed:
                 filters.append(keyword_guard)
             fn = gen.name('f', filters[0] if len(filters) == 1 else _chain(filters))
-            code += ["    if v is not None:",
-                     f"        v = {fn}(v)",
-                     f"        if v is _DROPPED: {drop}",
-                     "        elif v is not None and v != '' and v != []:",
-                     *gen.store(parent, path[-1], "v", "            ")]
+            if repeats[key] > 1:
+                var = shared[key] = f"e{len(shared)}"
+                code += ["    if v is not None:",
+                         f"        v = {fn}(v)",
+                         f"    {var} = v",
+                         f"    if v is _DROPPED: {drop}",
+                         "    elif v is not None and v != '' and v != []:",
+                         *gen.store(parent, path[-1], "v", "        ")]
+            else:
+                code += ["    if v is not None:",
+                         f"        v = {fn}(v)",
+                         f"        if v is _DROPPED: {drop}",
+                         "        elif v is not None and v != '' and v != []:",
+                         *gen.store(parent, path[-1], "v", "            ")]
         else:
-            code += ["    if type(v) is str:",
-                     "        if v:",
-                     *gen.store(parent, path[-1], "v", "            "),
-                     "    elif v is not None:",
-                     "        v = _KG(v)",
-                     f"        if v is _DROPPED: {drop}",
-                     "        elif v != []:",
-                     *gen.store(parent, path[-1], "v", "            ")]
+            # Most mapped fields are absent from most records: test for None first.
+            code += ["    if v is not None:",
+                     "        if type(v) is str:",
+                     "            if v:",
+                     *gen.store(parent, path[-1], "v", "                "),
+                     "        else:",
+                     "            v = _KG(v)",
+                     f"            if v is _DROPPED: {drop}",
+                     "            elif v != []:",
+                     *gen.store(parent, path[-1], "v", "                ")]
         gen.body += code
     dropped_var = gen.nodes[dropped_node]
     lines = ["def apply(r):", "    dropped = None", "    doc = {}"]

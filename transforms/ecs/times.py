@@ -38,11 +38,7 @@ def parse_time(value: Any) -> str | None:
         if len(text) >= 20 and text[-1] == "Z" and text[10] == "T" and (len(text) == 20 or text[19] == "."):
             frac = text[20:-1]
             if (not frac or frac.isdigit()) and text[:19].isascii():
-                try:
-                    datetime.fromisoformat(text[:19])
-                    return text
-                except ValueError:
-                    return None
+                return text if _valid_second(text[:19]) else None
         m = _ISO.fullmatch(text)
         if not m:
             return None
@@ -60,6 +56,16 @@ def parse_time(value: Any) -> str | None:
             return None
         return f"{utc.strftime('%Y-%m-%dT%H:%M:%S')}{frac or ''}Z"
     return None
+
+
+@lru_cache(maxsize=8192)
+def _valid_second(text: str) -> bool:
+    """`YYYY-MM-DDTHH:MM:SS` is a real date and time (cached: a stream's events share their seconds)."""
+    try:
+        datetime.fromisoformat(text)
+        return True
+    except ValueError:
+        return False
 
 
 @lru_cache(maxsize=8192)
