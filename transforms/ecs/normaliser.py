@@ -48,7 +48,8 @@ class Normaliser:
             if envelope == "gke":
                 record = gke_to_event(record)
             view = record
-            meta = getattr(envelope, "meta", None)
+            # Plain envelopes are plain strings; only an Envelope carries the wrapper's fields.
+            meta = getattr(envelope, "meta", None) if type(envelope) is not str else None
             if meta:
                 # Elastic keeps the AKS wrapper's fields next to the Event; a shallow copy, so the
                 # caller's record is not touched.

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any, Callable
 
+import orjson
+
 import mappings
 from transforms.ecs.filters import has_object
 
@@ -54,6 +56,15 @@ def _nul_key_path(value, where: str) -> str | None:
     return None
 
 
+def _may_hold_nul(value) -> bool:
+    """False when no key or value inside `value` holds NUL: orjson writes NUL as \\u0000, and one
+    serialisation in C is much cheaper than walking the value in Python."""
+    try:
+        return b"\\u0000" in orjson.dumps(value)
+    except orjson.JSONEncodeError:  # nested past orjson's limit: let the walk decide
+        return True
+
+
 def _children(value):
     """(key, item) pairs of a dict; (None, item) of a list."""
     return iter(value.items()) if type(value) is dict else ((None, item) for item in value)
@@ -91,7 +102,7 @@ def _check_object(value, spec: dict, where: str, deep: bool = True) -> str | Non
         elif kind is _FLAT:
             if type(item) is not dict and not (type(item) is list and all(type(i) is dict or i is None for i in item)):
                 return f"{where}.{key} is a {type(item).__name__}; the index stores it as an object (flattened)"
-            if deep:
+            if deep and _may_hold_nul(item):
                 found = _nul_key_path(item, f"{where}.{key}")
                 if found:
                     return f"{found} is a key with a NUL character, which a flattened field cannot store"
