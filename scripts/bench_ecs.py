@@ -1,14 +1,23 @@
-"""Normalisation cost on the real samples: µs per event of `Normaliser.to_ecs`, and of the per-line
-work parse + to_ecs + orjson.dumps, next to an orjson floor (loads + dumps of the same lines).
+"""Normalisation cost on a realistic corpus, next to the hand-written floor measured in the same run.
 
-    .venv/bin/python scripts/bench_ecs.py [--seconds 2]
+The corpus is the project's own seeded generator (`scripts/gen_corpus.py`: real-shaped request and
+response bodies); the floor is `../shared/bench/floor_ecs.py` (orjson loads, ~25-field ECS document by
+hand, four hunt predicates, dumps) on the same audit file. Reported: µs per event of
+`Normaliser.to_ecs` alone and of parse + to_ecs + orjson.dumps per line, and the floor's µs per line,
+with the ratio floor/ours (1.0 = as fast as the floor). Every figure is CPU time of the measuring
+thread (the floor's `main()` runs in this process too), best of `--rounds` rounds: on a shared machine
+that is far steadier than wall time. Still, compare ratios, not absolute figures.
 
-Best of 5 rounds per figure (the machine is shared; the minimum is the least disturbed round).
+    .venv/bin/python scripts/bench_ecs.py [--events 20000] [--rounds 5] [--profile]
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.util
+import io
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -17,58 +26,85 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from scripts.gen_corpus import generate, generate_falco  # noqa: E402
 from transforms.ecs import Normaliser  # noqa: E402
-from transforms.parse import ParseError, records  # noqa: E402
+from transforms.parse import records  # noqa: E402
 
-DATA = ROOT.parent / "shared" / "data"
+FLOOR = ROOT.parent / "shared" / "bench" / "floor_ecs.py"
 
 
-def lines_of(source: str) -> list[bytes]:
-    out = []
-    for path in sorted((DATA / source).rglob("*")):
-        if path.is_file():
-            for line in path.read_bytes().splitlines():
-                if line.strip():
-                    try:
-                        list(records(source, line))
-                        out.append(line)
-                    except ParseError:
-                        pass
+def best(fn, items, rounds: int) -> float:
+    """CPU seconds (of this thread) per item, best round."""
+    out = float("inf")
+    for _ in range(rounds):
+        start = time.thread_time()
+        for item in items:
+            fn(item)
+        out = min(out, (time.thread_time() - start) / len(items))
     return out
 
 
-def best_us(fn, items, seconds: float) -> float:
-    reps = max(1, int(seconds / 5 * 20000 / max(1, len(items))))
-    best = float("inf")
-    for _ in range(5):
-        start = time.perf_counter()
-        for _ in range(reps):
-            for item in items:
-                fn(item)
-        best = min(best, (time.perf_counter() - start) / (reps * len(items)))
-    return best * 1e6
+def floor_us(path: Path, lines: int, rounds: int) -> float | None:
+    """The floor's CPU µs per line: its own main() run in this thread on `path`, best round."""
+    if not FLOOR.is_file():
+        return None
+    spec = importlib.util.spec_from_file_location("floor_ecs", FLOOR)
+    floor = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(floor)
+    out = float("inf")
+    argv = sys.argv
+    try:
+        for _ in range(rounds):
+            sys.argv = ["floor_ecs.py", str(path)]
+            start = time.thread_time()
+            with contextlib.redirect_stdout(io.StringIO()):
+                floor.main()
+            out = min(out, (time.thread_time() - start) / lines)
+    finally:
+        sys.argv = argv
+    return out * 1e6
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=float, default=2.0)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--profile", action="store_true", help="cProfile to_ecs on the audit corpus instead")
     args = parser.parse_args()
+    audit_lines = [orjson.dumps(ev) for ev, _ in generate(args.events, args.seed)]
+    falco_lines = [orjson.dumps(a) for a in generate_falco(max(1, args.events // 10), args.seed)]
     normaliser = Normaliser()
-    for source in ("audit", "falco"):
-        lines = lines_of(source)
+    to_ecs = normaliser.to_ecs
+    if args.profile:
+        import cProfile
+        import pstats
+        recs = [pair for line in audit_lines for pair in records("audit", line)]
+        with cProfile.Profile() as prof:
+            for record, envelope in recs:
+                to_ecs("audit", record, envelope)
+        pstats.Stats(prof).sort_stats("tottime").print_stats(20)
+        return 0
+    with tempfile.TemporaryDirectory() as tmp:
+        audit_file = Path(tmp) / "audit.ndjson"
+        audit_file.write_bytes(b"\n".join(audit_lines) + b"\n")
+        floor = floor_us(audit_file, len(audit_lines), args.rounds)
+    print(f"corpus: {len(audit_lines)} audit events (avg {sum(map(len, audit_lines)) / len(audit_lines):.0f} B), "
+          f"{len(falco_lines)} Falco alerts (avg {sum(map(len, falco_lines)) / len(falco_lines):.0f} B), "
+          f"seed {args.seed}")
+    if floor is not None:
+        print(f"floor (floor_ecs.py, same audit file): {floor:.2f} µs/line = {1e6 / floor:,.0f}/s")
+    for source, lines in (("audit", audit_lines), ("falco", falco_lines)):
         recs = [pair for line in lines for pair in records(source, line)]
-        to_ecs = normaliser.to_ecs
-        t_ecs = best_us(lambda pair: to_ecs(source, pair[0], pair[1]), recs, args.seconds)
+        t_ecs = best(lambda pair: to_ecs(source, pair[0], pair[1]), recs, args.rounds) * 1e6
 
         def full(line):
             for record, envelope in records(source, line):
                 orjson.dumps(to_ecs(source, record, envelope))
-        t_full = best_us(full, lines, args.seconds)
-        t_floor = best_us(lambda line: orjson.dumps(orjson.loads(line)), lines, args.seconds)
-        size = sum(map(len, lines)) / len(lines)
-        print(f"{source}: {len(recs)} records, avg line {size:.0f} B | to_ecs {t_ecs:.1f} µs/event | "
-              f"parse+to_ecs+dumps {t_full:.1f} µs/line = {1e6 / t_full:,.0f}/s | "
-              f"orjson loads+dumps floor {t_floor:.1f} µs = {1e6 / t_floor:,.0f}/s")
+        t_full = best(full, lines, args.rounds) * 1e6
+        ratio = f" | floor/ours {floor / t_full:.2f}x" if floor is not None and source == "audit" else ""
+        print(f"{source}: to_ecs {t_ecs:.2f} µs/event | parse+to_ecs+dumps {t_full:.2f} µs/line "
+              f"= {1e6 / t_full:,.0f}/s{ratio}")
     return 0
 
 

@@ -10,9 +10,9 @@ import yaml
 
 import mappings
 from transforms.hunts import TAGGED_FIELDS
+from scripts.gen_templates import ecs_component_template, render_template
 from transforms.ecs import (DROPPED, EcsMapping, MappingError, NormaliseError, Normaliser, compile_mapping,
-                            ecs_component_template, ecs_field_types, event_id, load_mapping, parse_time,
-                            render_template, to_epoch_ms)
+                            ecs_field_types, event_id, load_mapping, parse_time, to_epoch_ms)
 from transforms.parse import Envelope, records
 
 N = Normaliser()
@@ -111,9 +111,26 @@ def test_legacy_timestamp_when_request_received_is_absent():
     assert doc["@timestamp"] == "2017-09-11T19:55:05Z"
 
 
-def test_event_without_any_time_is_refused():
-    with pytest.raises(NormaliseError, match="no usable event time"):
+def test_event_without_any_time_is_refused_naming_the_fields_looked_at():
+    with pytest.raises(NormaliseError, match="no usable event time: none of requestReceivedTimestamp, "
+                                             "timestamp, stageTimestamp is set"):
         ecs(audit(requestReceivedTimestamp=None, stageTimestamp=None))
+
+
+def test_unusable_event_time_reason_names_the_field_and_its_value_truncated():
+    with pytest.raises(NormaliseError) as err:
+        ecs(audit(requestReceivedTimestamp="yesterday", stageTimestamp="x" * 5000))
+    reason = str(err.value)
+    assert "no usable event time" in reason and "requestReceivedTimestamp='yesterday'" in reason
+    assert "stageTimestamp='xxx" in reason and len(reason) < 400
+
+
+def test_unusable_falco_time_reason_names_the_output_field():
+    alert = {**ALERT, "time": "noon", "output_fields": {"evt.time": "later"}}
+    with pytest.raises(NormaliseError, match=r"no usable event time: looked at output_fields.evt.time.iso8601, "
+                                             r"output_fields.evt.time, output_fields.evt_time, time; .*"
+                                             r"output_fields.evt.time='later', time='noon'"):
+        N.to_ecs("falco", alert, "json")
 
 
 def test_event_time_before_1970_is_refused_because_timestamps_are_nanosecond_dates():
@@ -422,7 +439,7 @@ def test_every_mapped_field_has_an_es_type():
 def test_ecs_component_template_is_generated_from_ecs_fields():
     committed = mappings.path("templates", "component", "kubehunt-ecs.json").read_text()
     assert committed == render_template(ecs_component_template()), \
-        "regenerate with: python -m transforms.ecs --write-template"
+        "regenerate with: python scripts/gen_templates.py"
 
 
 def test_ecs_fields_file_has_no_stale_entries():
@@ -471,3 +488,39 @@ def test_nul_in_a_flattened_key_is_refused_but_nul_in_a_value_is_kept():
     assert ecs(audit(responseObject={"a": "x\x00y"}))["kubernetes"]["audit"]["responseObject"] == {"a": "x\x00y"}
     with pytest.raises(NormaliseError, match="a key with a NUL"):
         N.to_ecs("falco", {**ALERT, "output_fields": {"proc.name\x00": "sh"}}, "json")
+
+
+# ---------------------------------------------------------------------------------------------
+# Deep input (issue 13): a dead letter or a document, never a crash
+
+
+def _nested(depth: int, leaf=1) -> dict:
+    value = leaf
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+def test_300_deep_request_object_is_a_clean_normalise_error():
+    with pytest.raises(NormaliseError, match="nests deeper than 254 levels"):
+        ecs(audit(requestObject=_nested(300)))
+
+
+def test_falco_alert_without_uuid_nested_300_deep_is_a_clean_normalise_error():
+    alert = {k: v for k, v in ALERT.items() if k != "uuid"}
+    with pytest.raises(NormaliseError, match="nests deeper than 254 levels"):
+        N.to_ecs("falco", {**alert, "output_fields": {"x": _nested(300)}}, "json")
+
+
+def test_nul_key_walk_reaches_any_depth_without_recursion():
+    from transforms.ecs.storable import _nul_key_path
+    deep = _nested(5000, {"k\x00": 1})
+    found = _nul_key_path(deep, "o")
+    assert found == "o" + ".a" * 5000 + "['k\\x00']"
+    assert _nul_key_path(_nested(5000), "o") is None
+
+
+def test_nul_key_walk_reports_the_first_key_in_document_order():
+    from transforms.ecs.storable import _nul_key_path
+    value = {"a": [{"b": 1}, {"c\x00": 1}], "d\x00": 2}
+    assert _nul_key_path(value, "o") == "o.a['c\\x00']"

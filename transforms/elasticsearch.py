@@ -46,6 +46,7 @@ from apache_beam.metrics import Metrics
 
 from transforms.records import AUDIT, FALCO, METRICS_NAMESPACE, dead_letter
 from transforms.sink import SinkItem
+from transforms.sources import ALL as SOURCE_REGISTRY
 
 log = logging.getLogger("kubehunt.elasticsearch")
 
@@ -53,8 +54,7 @@ INCIDENTS = "incidents"
 DEAD_LETTERS = "dead_letters"
 
 DEFAULT_INDICES = {
-    AUDIT: "logs-kubernetes.audit_logs-default",
-    FALCO: "logs-falco.alerts-default",
+    **{s.name: s.default_index for s in SOURCE_REGISTRY},
     INCIDENTS: "kubehunt-incidents",
     DEAD_LETTERS: "kubehunt-dead-letters",
 }

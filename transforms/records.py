@@ -11,11 +11,13 @@ import hashlib
 import time
 from typing import Any
 
-AUDIT = "audit"
-FALCO = "falco"
-SOURCES = (AUDIT, FALCO)
+from transforms import sources as _sources
 
-DATASETS = {AUDIT: "kubernetes.audit_logs", FALCO: "falco.alerts"}
+AUDIT = _sources.AUDIT_SOURCE.name
+FALCO = _sources.FALCO_SOURCE.name
+SOURCES = _sources.NAMES
+
+DATASETS = {s.name: s.dataset for s in _sources.ALL}
 
 # Tagged outputs.
 DEAD_LETTER = "dead_letter"
