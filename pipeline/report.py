@@ -18,7 +18,7 @@ def _settings(args):
     from pipeline.options import hunt_settings_from_args
     from transforms.hunts import HuntSettings
 
-    if hasattr(args, "secret_reader_exclusions"):
+    if hasattr(args, "hunt_lists"):
         return hunt_settings_from_args(args)
     return HuntSettings(hunts_dir=getattr(args, "hunts_dir", None))
 
