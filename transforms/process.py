@@ -104,6 +104,7 @@ class ProcessChunkFn(beam.DoFn):
                                             source=source, origin=origin, line=first + offset))
                     continue
                 out.append((source, doc["event"]["id"], body))
+        out = self._catalogue.settle_requests(out, hunt_hits)  # one match per request (transforms.hunts.requests)
         self._events[source].inc(len(out))
         self._done += len(lines)
         now = time.monotonic()

@@ -23,6 +23,7 @@ from typing import Callable
 import mappings
 from transforms.hunts.expression import INDEX_FIELD, VERB_FIELD, compile_expression, index_keys, parse_expression
 from transforms.hunts.model import Hunt, HuntError, HuntSettings, parse_hunt
+from transforms.hunts.requests import PendingMatches, settle
 
 # Fields `Catalogue.tag` writes (typed in mappings/ecs/ecs-fields.yaml, like the normaliser's own).
 TAGGED_FIELDS = ("kubehunt.hunts", "kubehunt.hunt_errors", "event.risk_score", "threat.framework",
@@ -97,6 +98,7 @@ class Catalogue:
                     raise HuntError(f"{c.hunt.file}: id or alias {name!r} already used by {seen[name]}")
                 seen[name] = c.hunt.file
         self._memo: dict[tuple, tuple] = {}
+        self._pending = PendingMatches()
 
     @property
     def by_id(self) -> dict[str, Hunt]:
@@ -162,7 +164,15 @@ class Catalogue:
             doc.setdefault("kubehunt", {})["hunt_errors"] = errors
         if not matched:
             return []
-        return apply_tags(doc, [c.hunt for c in matched])
+        hunts = [c.hunt for c in matched]
+        if doc.get("event", {}).get("dataset") == "kubernetes.audit_logs":
+            self._pending.note(doc, hunts)
+        return apply_tags(doc, hunts)
+
+    def settle_requests(self, out: list, hits: dict[str, int]) -> list:
+        """End of a chunk: one match per request (``transforms.hunts.requests``). `out` holds the
+        chunk's (source, event id, body) items and `hits` its per-hunt counts; both are corrected."""
+        return settle(self._pending, out, hits, apply_tags)
 
 
 def apply_tags(doc: dict, hunts: list[Hunt]) -> list[str]:
