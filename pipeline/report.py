@@ -71,6 +71,12 @@ def cmd_hunts(args, out: TextIO | None = None) -> int:
         _table(["id", "title", "severity", "risk", "source", "mitre"],
                [[h.id, h.title, h.severity, f"{h.risk_score:g}", h.source, h.mitre.technique_id] for h in hunts], out)
         print(f"\n{len(hunts)} hunts", file=out)
+        from transforms.hunts import resolve_lists
+        lists = resolve_lists(hunts, settings)
+        if lists:
+            print("\ntunable lists (--hunt-list NAME=a,b):", file=out)
+            for name, values in sorted(lists.items()):
+                print(f"  {name} = {','.join(values) or '(empty)'}", file=out)
         return 0
     results = run_examples(settings)
     failed = [r for r in results if not r[1]]

@@ -146,6 +146,9 @@ def test_hunts_list_shows_every_hunt():
     for hunt in load_catalogue(HuntSettings()).hunts:
         assert hunt.hunt.id in out
     assert f"{len(load_catalogue(HuntSettings()).hunts)} hunts" in out
+    assert "  known_debugger_procs = gdb,lldb,strace,ltrace" in out
+    code, out = _cli("hunts", "list", "--hunt-list", "known_memfd_users=java")
+    assert code == 0 and "  known_memfd_users = java" in out
 
 
 def test_hunts_test_runs_every_example_and_fails_on_a_wrong_one(tmp_path):
