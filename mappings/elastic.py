@@ -58,6 +58,10 @@ REQUEST_OBJECT = {
     "roleRef.name": "keyword",
     "roleRef.kind": "keyword",
     "webhooks.clientConfig.url": "keyword",
+    # ++ keys kubehunt's own hunts read (mappings/hunts/), so the rules `kubehunt rules export` writes
+    # query typed fields
+    "spec.initContainers.securityContext.privileged": "boolean",
+    "spec.template.spec.volumes.hostPath.path": "text",
 }
 RESPONSE_OBJECT = {
     "spec.hostIPC": "boolean",

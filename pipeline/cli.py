@@ -4,6 +4,8 @@
     kubehunt setup            install index templates, data streams and indices (idempotent)
     kubehunt hunts list|test  the hunt catalogue
     kubehunt report HUNT_ID   top (account, verb, namespace) ... for a hunt, from Elasticsearch
+    kubehunt search HUNT_ID   a hunt's events; kubehunt incidents: incidents with their actions
+    kubehunt kibana export|import, kubehunt rules export --format elastic|sigma
 
 Exit codes: 0 success, 2 configuration error (the message says what to fix), 1 run failure.
 """
@@ -27,6 +29,12 @@ Every run ends with a summary on stderr (and in --summary-json FILE): events rea
 matches, incidents, dead letters, documents written, elapsed time and rate. The run exits 1 if the
 books do not balance (read != written + dead-lettered).
 """
+
+
+# Subcommands defined in their own modules: name -> (pipeline module, function).
+COMMANDS = {"kibana": ("kibana", "cmd_kibana"), "search": ("search", "cmd_search"),
+            "incidents": ("search", "cmd_incidents"), "rules": ("rules", "cmd_rules"),
+            "sigma": ("sigma", "cmd_sigma")}
 
 
 class _NoAbbrevParser(argparse.ArgumentParser):
@@ -75,8 +83,9 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--index", metavar="PATTERN", help="index / data stream pattern to search (default: the "
                         "hunt's data streams, logs-kubernetes.audit_logs-* or logs-falco.alerts-*)")
     add_es_arguments(report)
-    from pipeline import sigma
-    sigma.add_parser(sub)
+    from pipeline import kibana, rules, search, sigma
+    for module in (kibana, search, rules, sigma):
+        module.add_parser(sub)
     return parser
 
 
@@ -206,9 +215,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "report":
             from pipeline.report import cmd_report
             return cmd_report(args)
-        if args.command == "sigma":
-            from pipeline.sigma import cmd_sigma
-            return cmd_sigma(args)
+        if args.command in COMMANDS:
+            import importlib
+            module, function = COMMANDS[args.command]
+            return getattr(importlib.import_module(f"pipeline.{module}"), function)(args)
     except (ConfigError, InputError, EsConfigError) as err:
         print(f"kubehunt: error: {err}", file=sys.stderr)
         return 2

@@ -155,23 +155,59 @@ def insecure_warning(settings: EsSettings) -> str | None:
             + "; prefer --es-ca-certs FILE")
 
 
+class _HuntList(argparse.Action):
+    """`--hunt-list NAME=a,b` (repeatable), and the older one-option-per-list spellings as aliases:
+    both append (name, values) to `hunt_lists`; the last value given for a name wins."""
+
+    def __init__(self, option_strings, dest, list_name: str | None = None, **kwargs):
+        self.list_name = list_name
+        super().__init__(option_strings, "hunt_lists", **kwargs)
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        if self.list_name is None:
+            name, sep, items = value.partition("=")
+            if not sep or not name.strip():
+                raise argparse.ArgumentError(self, f"{value!r} is not NAME=a,b (example: "
+                                                   "--hunt-list known_memfd_users=java,node)")
+            name = name.strip()
+        else:
+            name, items = self.list_name, value
+        current = list(getattr(namespace, "hunt_lists", None) or [])
+        current.append((name, _csv(items)))
+        setattr(namespace, "hunt_lists", current)
+
+
+# The per-list options kubehunt had before --hunt-list; kept working as aliases.
+HUNT_LIST_ALIASES = {"--secret-reader-exclusions": "secret_reader_exclusions",
+                     "--known-memfd-users": "known_memfd_users",
+                     "--known-debugger-procs": "known_debugger_procs"}
+
+
 def add_hunt_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("hunts")
-    defaults = HuntSettings()
     g.add_argument("--hunts-dir", metavar="DIR", help="folder of hunt files (default: the shipped mappings/hunts)")
-    g.add_argument("--secret-reader-exclusions", type=_csv, default=defaults.secret_reader_exclusions,
-                   metavar="A,B", help="service-account name fragments that legitimately read secrets "
-                   f"(default {','.join(defaults.secret_reader_exclusions)})")
-    g.add_argument("--known-memfd-users", type=_csv, default=defaults.known_memfd_users, metavar="A,B",
-                   help="process names allowed to call memfd_create (default: none)")
-    g.add_argument("--known-debugger-procs", type=_csv, default=defaults.known_debugger_procs, metavar="A,B",
-                   help=f"process names allowed to ptrace (default {','.join(defaults.known_debugger_procs)})")
+    g.add_argument("--hunt-list", action=_HuntList, metavar="NAME=A,B", default=None,
+                   help="set a tunable list a hunt uses (`setting('NAME')` in its match; `kubehunt hunts "
+                        "list` shows them with their defaults); repeatable. Lists shipped: "
+                        "secret_reader_exclusions, known_memfd_users, known_debugger_procs")
+    for option, name in HUNT_LIST_ALIASES.items():
+        g.add_argument(option, action=_HuntList, list_name=name, metavar="A,B",
+                       help=f"same as --hunt-list {name}=A,B")
 
 
 def hunt_settings_from_args(args: argparse.Namespace) -> HuntSettings:
-    return HuntSettings(hunts_dir=args.hunts_dir, secret_reader_exclusions=tuple(args.secret_reader_exclusions),
-                        known_memfd_users=tuple(args.known_memfd_users),
-                        known_debugger_procs=tuple(args.known_debugger_procs))
+    """The hunt settings; an unknown list name or hunts folder is a configuration error (exit 2)."""
+    from transforms.hunts import HuntError, load_hunts, resolve_lists
+
+    hunts_dir = getattr(args, "hunts_dir", None)
+    settings = HuntSettings(hunts_dir=hunts_dir, lists=dict(getattr(args, "hunt_lists", None) or ()))
+    try:
+        resolve_lists(load_hunts(settings), settings)
+    except HuntError as err:
+        text = str(err)
+        raise ConfigError(f"--hunt-list: {text}" if text.startswith("unknown hunt list")
+                          else f"--hunts-dir: {text}") from None
+    return settings
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:

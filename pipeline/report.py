@@ -18,7 +18,7 @@ def _settings(args):
     from pipeline.options import hunt_settings_from_args
     from transforms.hunts import HuntSettings
 
-    if hasattr(args, "secret_reader_exclusions"):
+    if hasattr(args, "hunt_lists"):
         return hunt_settings_from_args(args)
     return HuntSettings(hunts_dir=getattr(args, "hunts_dir", None))
 
@@ -71,6 +71,12 @@ def cmd_hunts(args, out: TextIO | None = None) -> int:
         _table(["id", "title", "severity", "risk", "source", "mitre"],
                [[h.id, h.title, h.severity, f"{h.risk_score:g}", h.source, h.mitre.technique_id] for h in hunts], out)
         print(f"\n{len(hunts)} hunts", file=out)
+        from transforms.hunts import resolve_lists
+        lists = resolve_lists(hunts, settings)
+        if lists:
+            print("\ntunable lists (--hunt-list NAME=a,b):", file=out)
+            for name, values in sorted(lists.items()):
+                print(f"  {name} = {','.join(values) or '(empty)'}", file=out)
         return 0
     results = run_examples(settings)
     failed = [r for r in results if not r[1]]
@@ -84,8 +90,13 @@ def cmd_hunts(args, out: TextIO | None = None) -> int:
 # kubehunt report HUNT_ID
 
 
+REQUEST_ID = "kubernetes.audit.auditID"  # one API request, whatever the number of stages logged
+
+
 def report_query(hunt, top: int, since: str | None, field_types: dict[str, str]) -> dict:
-    """The search body: the hunt's events, aggregated over its ranking fields, top `top` by count."""
+    """The search body: the hunt's events, aggregated over its ranking fields, top `top` by count.
+
+    Audit hunts count requests (distinct auditID, when the index has the field), not log lines."""
     filters: list[dict] = [{"term": {"kubehunt.hunts": hunt.id}}]
     if since:
         filters.append({"range": {"@timestamp": {"gte": since}}})
@@ -101,7 +112,14 @@ def report_query(hunt, top: int, since: str | None, field_types: dict[str, str])
         agg = {"terms": {**term(fields[0]), "size": top, "shard_size": max(top * 5, 100)}}
     else:
         agg = {"multi_terms": {"terms": [term(f) for f in fields], "size": top, "shard_size": max(top * 5, 100)}}
-    return {"size": 0, "track_total_hits": True, "query": {"bool": {"filter": filters}}, "aggs": {"ranking": agg}}
+    aggs = {"ranking": agg}
+    if hunt.source == "kubernetes.audit_logs" and REQUEST_ID in field_types:
+        requests = {"cardinality": {"field": REQUEST_ID, "precision_threshold": 40000}}
+        kind = next(iter(agg))
+        agg[kind]["order"] = [{"requests": "desc"}, {"_key": "asc"}]
+        agg["aggs"] = {"requests": requests}
+        aggs["requests"] = requests
+    return {"size": 0, "track_total_hits": True, "query": {"bool": {"filter": filters}}, "aggs": aggs}
 
 
 def report_rows(hunt, response: dict) -> list[list[str]]:
@@ -113,17 +131,35 @@ def report_rows(hunt, response: dict) -> list[list[str]]:
             if field == "orchestrator.namespace" and key == MISSING:
                 key = "cluster"   # the playbook's `.objectRef.namespace // "cluster"`
             values.append(str(key))
-        rows.append([str(bucket["doc_count"]), *values])
+        count = bucket["requests"]["value"] if "requests" in bucket else bucket["doc_count"]
+        rows.append([str(count), *values])
     return rows
 
 
 def run_report(client, hunt, index: str, top: int = 30, since: str | None = None) -> tuple[int, list[list[str]]]:
-    """(total events tagged with the hunt, ranking rows [count, value...]) from Elasticsearch."""
-    caps = client.field_caps(index=index, fields=list(hunt.ranking), ignore_unavailable=True, allow_no_indices=True)
+    """(requests tagged with the hunt (events, where requests cannot be told apart), ranking rows
+    [count, value...]) from Elasticsearch."""
+    caps = client.field_caps(index=index, fields=[*hunt.ranking, REQUEST_ID], ignore_unavailable=True,
+                             allow_no_indices=True)
     field_types = {f: next(iter(types)) for f, types in caps.get("fields", {}).items() if types}
     response = client.search(index=index, ignore_unavailable=True, allow_no_indices=True,
                              **report_query(hunt, top, since, field_types))
+    if "requests" in response.get("aggregations", {}):
+        return response["aggregations"]["requests"]["value"], report_rows(hunt, response)
     return response["hits"]["total"]["value"], report_rows(hunt, response)
+
+
+def hunt_index(args, hunt) -> str:
+    """--index, else the source's destination when --audit-index / --falco-index was given, else the
+    pattern of the source's data streams."""
+    from transforms.elasticsearch import DEFAULT_INDICES
+    if getattr(args, "index", None):
+        return args.index
+    source = "audit" if hunt.source == "kubernetes.audit_logs" else "falco"
+    chosen = getattr(args, f"{source}_index", None)
+    if chosen and chosen != DEFAULT_INDICES[source]:
+        return chosen
+    return INDEX_PATTERNS[hunt.source]
 
 
 def cmd_report(args, out: TextIO | None = None) -> int:
@@ -142,7 +178,7 @@ def cmd_report(args, out: TextIO | None = None) -> int:
     if args.top <= 0:
         raise ConfigError("--top must be a positive number")
     settings = es_settings_from_args(args)
-    index = getattr(args, "index", None) or INDEX_PATTERNS[hunt.source]
+    index = hunt_index(args, hunt)
     client = settings.client()
     try:
         total, rows = run_report(client, hunt, index, args.top, args.since)
@@ -155,7 +191,8 @@ def cmd_report(args, out: TextIO | None = None) -> int:
     finally:
         client.close()
     labels = {field: label for label, field in hunt.fields}
-    print(f"{hunt.id}: {hunt.title}\n{total} tagged events in {index}"
+    unit = "requests" if hunt.source == "kubernetes.audit_logs" else "events"
+    print(f"{hunt.id}: {hunt.title}\n{total} tagged {unit} in {index}"
           f"{f' since {args.since}' if args.since else ''}; top {args.top} by "
           f"({', '.join(labels.get(f, f) for f in hunt.ranking)})\n", file=out)
     _table(["count", *(labels.get(f, f) for f in hunt.ranking)], rows, out)

@@ -261,3 +261,71 @@ def test_a_hunt_that_raises_never_loses_the_event_and_is_recorded():
 def test_settings_and_catalogue_source_are_picklable_for_workers():
     settings = HuntSettings(known_memfd_users=("java",))
     assert pickle.loads(pickle.dumps(settings)) == settings
+
+
+# ---------------------------------------------------------------------------------------------
+# The model loader, confirming hunts, tunable lists
+
+def test_nested_error_names_the_nested_key_and_its_own_line(tmp_path):
+    path = _write(tmp_path, "bad-technique", lambda d: d["mitre"]["technique"].update(id="X1609"))
+    text = path.read_text().splitlines()
+    line = next(i for i, t in enumerate(text, start=1) if "X1609" in t)
+    with pytest.raises(HuntError, match=rf"^{path}:{line}: mitre.technique: technique id 'X1609'"):
+        parse_hunt(path)
+    path = _write(tmp_path, "bad-example-key", lambda d: d["examples"].update(maybe=[{}]))
+    line = next(i for i, t in enumerate(path.read_text().splitlines(), start=1) if t.strip().startswith("maybe:"))
+    with pytest.raises(HuntError, match=rf"^{path}:{line}: examples.maybe: unknown key"):
+        parse_hunt(path)
+
+
+def test_hunts_are_frozen_dataclasses():
+    hunt = HUNTS[0]
+    with pytest.raises(AttributeError):
+        hunt.title = "changed"  # type: ignore[misc]
+
+
+def test_confirming_hunts_come_from_the_hunt_files():
+    flagged = {h.id for h in HUNTS if yaml.safe_load(Path(h.file).read_text()).get("confirms_incident") is True}
+    assert CATALOGUE.confirming == flagged == {"rbac-modification", "secret-access-unexpected-sa"}
+
+
+def test_the_expression_compiler_never_evaluates_or_executes_text():
+    import transforms.hunts.expression as expression
+    import ast as pyast
+    tree = pyast.parse(Path(expression.__file__).read_text())
+    called = {n.func.id for n in pyast.walk(tree) if isinstance(n, pyast.Call) and isinstance(n.func, pyast.Name)}
+    assert not called & {"eval", "exec", "compile", "__import__", "getattr"}, called
+    # Paths of every depth the getters special-case, and beyond.
+    doc = {"a": {"b": {"c": {"d": {"e": {"f": {"g": 7}}}}}}}
+    for path in ["a.b.c.d.e.f.g", "a.b.c.d.e.f", "a.b.c.d.e", "a.b.c.d", "a.b.c", "a.b"]:
+        assert compile_expression(f"exists({path})", "t", SETTINGS)[0](doc), path
+        assert not compile_expression(f"exists({path}.zz)", "t", SETTINGS)[0](doc), path
+    assert compile_expression("a.b.c.d.e.f.g == 7", "t", SETTINGS)[0](doc)
+    assert not compile_expression("exists(a.b.c.d.e.f.g.h)", "t", SETTINGS)[0](doc)
+
+
+def test_hunt_list_overrides_a_declared_list_and_unknown_names_are_refused():
+    assert SETTINGS.secret_reader_exclusions == ("cert-manager", "vault", "external-secrets")
+    assert HuntSettings(lists={"known_memfd_users": ("java",)}) == HuntSettings(known_memfd_users=("java",))
+    with pytest.raises(HuntError, match="unknown hunt list 'known_cats'"):
+        load_catalogue(HuntSettings(known_cats=("tom",)))
+
+
+def test_cli_hunt_list_and_its_old_aliases_reach_the_settings():
+    import argparse
+
+    from pipeline.options import add_hunt_arguments, hunt_settings_from_args
+    parser = argparse.ArgumentParser()
+    add_hunt_arguments(parser)
+    args = parser.parse_args(["--hunt-list", "known_memfd_users=java,node", "--known-debugger-procs", "gdb,frida"])
+    settings = hunt_settings_from_args(args)
+    assert settings.override("known_memfd_users") == ("java", "node")
+    assert settings.known_debugger_procs == ("gdb", "frida")
+    assert settings.secret_reader_exclusions == ("cert-manager", "vault", "external-secrets")
+
+
+def test_unknown_hunt_list_name_is_a_configuration_error_naming_the_option(capsys):
+    from pipeline.cli import main
+    assert main(["hunts", "list", "--hunt-list", "known_cats=tom"]) == 2
+    err = capsys.readouterr().err
+    assert "--hunt-list" in err and "known_cats" in err

@@ -12,6 +12,7 @@ The sets must be equal except for the intended differences, each asserted one by
   B  websocket exec (verb get on pods/exec); jq's grep also matches "subresource":"exec" inside a body
   C  namespaced roles; jq's grep also matches the resource words inside a body
   D  impersonation; precise exclusions (look-alikes); ranking by (account, verb, namespace)
+  E  one match per request: a request logged at two stages is two playbook lines, one kubehunt match
 """
 from __future__ import annotations
 
@@ -355,3 +356,35 @@ def test_playbook_secret_ranking_never_groups_while_ours_ranks_account_verb_name
             groups[(raw["user"]["username"], (raw.get("impersonatedUser") or {}).get("username"), raw["verb"],
                     raw["objectRef"].get("namespace"))] += 1
     assert max(groups.values()) > 1, "(account, verb, namespace) groups repeated reads"
+
+
+# ---------------------------------------------------------------------------------------------
+# E  one match per request: the playbook counts log lines, kubehunt counts requests
+
+
+def test_request_logged_at_two_stages_is_two_playbook_lines_and_one_kubehunt_match(tmp_path):
+    """API servers log RequestReceived and ResponseComplete with one auditID: jq prints both lines,
+    kubehunt's per-chunk stage (ProcessChunkFn, as `kubehunt run`) tags the final stage only."""
+    import apache_beam as beam
+
+    from transforms.hunts import load_hunts
+    from transforms.process import ProcessChunkFn, ProcessSettings
+
+    base = next(h for h in load_hunts() if h.id == HUNTS["C"]).example_events("match")[0]
+    lines = []
+    for n in range(3):
+        stamp = f"2026-01-15T14:3{n}:00.000000Z"
+        for stage in ("RequestReceived", "ResponseComplete"):
+            lines.append(orjson.dumps(dict(base, auditID=f"req-{n}", stage=stage, requestReceivedTimestamp=stamp)))
+    log = tmp_path / "staged.log"
+    log.write_bytes(b"\n".join(lines) + b"\n")
+    jq_lines = run_jq_pipeline(playbook_pipelines()["C"], log)
+    fn = ProcessChunkFn(ProcessSettings(correlate=False))
+    fn.setup()
+    docs = [orjson.loads(body) for element in fn.process(("audit", str(log), 1, lines))
+            if not isinstance(element, beam.pvalue.TaggedOutput) for item in element for body in [item.body]]
+    ours = [d for d in docs if HUNTS["C"] in d.get("kubehunt", {}).get("hunts", [])]
+    assert len(jq_lines) == 6 and len(set(jq_lines)) == 3, "the playbook prints each request once per stage"
+    assert len(ours) == 3 and {d["kubernetes"]["audit"]["stage"] for d in ours} == {"ResponseComplete"}
+    assert sorted(project([d["kubernetes"]["audit"] for d in ours], projection(playbook_pipelines()["C"]),
+                          tmp_path)) == sorted(set(jq_lines))

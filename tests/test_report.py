@@ -87,6 +87,7 @@ def _parse_table(text: str) -> list[list[str]]:
     return rows
 
 
+@pytest.mark.elasticsearch
 def test_documents_land_in_a_data_stream_from_the_project_templates(audit_stream, es):
     name, docs, kind = audit_stream
     if kind != "data_stream":
@@ -95,6 +96,7 @@ def test_documents_land_in_a_data_stream_from_the_project_templates(audit_stream
     assert info["template"].startswith("kubehunt")
 
 
+@pytest.mark.elasticsearch
 def test_secret_access_report_ranks_account_verb_namespace_like_a_counter(audit_stream, es_url):
     name, docs, _ = audit_stream
     hunt_id = "secret-access-unexpected-sa"
@@ -107,7 +109,7 @@ def test_secret_access_report_ranks_account_verb_namespace_like_a_counter(audit_
     assert expected and max(expected.values()) > 1, "the corpus has repeated (account, verb, namespace)"
     code, out = _cli("report", "secret-access", "--top", "30", "--index", name, "--es-url", es_url)
     assert code == 0, out
-    assert f"{sum(expected.values())} tagged events in {name}" in out
+    assert f"{sum(expected.values())} tagged requests in {name}" in out
     rows = _parse_table(out)
     assert len(rows) == min(30, len(expected))
     counts = [int(r[0]) for r in rows]
@@ -117,17 +119,19 @@ def test_secret_access_report_ranks_account_verb_namespace_like_a_counter(audit_
         assert expected[tuple(row[1:])] == int(row[0]), row
 
 
+@pytest.mark.elasticsearch
 def test_report_since_filters_by_event_time(audit_stream, es_url):
     name, _, _ = audit_stream
     code, out = _cli("report", "pod-exec", "--since", "2100-01-01", "--index", name, "--es-url", es_url)
-    assert code == 0 and "0 tagged events" in out
+    assert code == 0 and "0 tagged requests" in out
 
 
+@pytest.mark.elasticsearch
 def test_single_field_ranking_uses_a_terms_aggregation(audit_stream, es_url):
     name, docs, _ = audit_stream
     expected = Counter(d["user"]["name"] for d in docs if "csr-approved" in d.get("kubehunt", {}).get("hunts", []))
     code, out = _cli("report", "csr-approved", "--index", name, "--es-url", es_url)
-    assert code == 0 and f"{sum(expected.values())} tagged events" in out
+    assert code == 0 and f"{sum(expected.values())} tagged requests" in out
     assert {(r[1], int(r[0])) for r in _parse_table(out)} == set(expected.items())
 
 
@@ -142,6 +146,9 @@ def test_hunts_list_shows_every_hunt():
     for hunt in load_catalogue(HuntSettings()).hunts:
         assert hunt.hunt.id in out
     assert f"{len(load_catalogue(HuntSettings()).hunts)} hunts" in out
+    assert "  known_debugger_procs = gdb,lldb,strace,ltrace" in out
+    code, out = _cli("hunts", "list", "--hunt-list", "known_memfd_users=java")
+    assert code == 0 and "  known_memfd_users = java" in out
 
 
 def test_hunts_test_runs_every_example_and_fails_on_a_wrong_one(tmp_path):
@@ -155,3 +162,32 @@ def test_hunts_test_runs_every_example_and_fails_on_a_wrong_one(tmp_path):
     (tmp_path / "pod-exec.yaml").write_text(yaml.safe_dump(data))
     code, out = _cli("hunts", "test", "--hunts-dir", str(tmp_path))
     assert code == 1 and "FAIL  pod-exec:no_match[2]" in out
+
+
+@pytest.mark.elasticsearch
+def test_report_counts_requests_not_stages_and_honours_audit_index(es, es_url):
+    """Documents of one request at two stages, tagged by hand on both (as a run before one-match-per-
+    request did): the report counts the request once, and searches the stream --audit-index names."""
+    import uuid
+
+    from elasticsearch import helpers
+
+    name = f"kh-report-{uuid.uuid4().hex[:10]}"
+    es.indices.create(index=name, mappings={"dynamic_templates": [
+        {"strings": {"match_mapping_type": "string", "mapping": {"type": "keyword"}}}]})
+    try:
+        docs = []
+        for n, user in enumerate(["alice", "alice", "bob"]):
+            for stage in ("RequestReceived", "ResponseComplete"):
+                docs.append({"@timestamp": "2026-01-15T14:00:00Z", "user": {"name": user},
+                             "event": {"action": "create", "dataset": "kubernetes.audit_logs"},
+                             "orchestrator": {"namespace": "shop", "resource": {"type": "roles"}},
+                             "kubernetes": {"audit": {"auditID": f"req-{n}", "stage": stage}},
+                             "kubehunt": {"hunts": ["rbac-modification"]}})
+        helpers.bulk(es, [{"_index": name, "_source": d} for d in docs], refresh="wait_for")
+        code, out = _cli("report", "rbac-modification", "--audit-index", name, "--es-url", es_url)
+        assert code == 0, out
+        assert f"3 tagged requests in {name}" in out
+        assert [(r[0], r[1]) for r in _parse_table(out)] == [("2", "alice"), ("1", "bob")]
+    finally:
+        es.indices.delete(index=name)

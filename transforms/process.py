@@ -90,7 +90,8 @@ class ProcessChunkFn(beam.DoFn):
     def process(self, chunk, alerts=None):
         source, origin, first, lines = chunk
         scope = self._join_scope(alerts)
-        extract = correlate.extract if self._settings.correlate else None
+        confirming = self._catalogue.confirming
+        extract = (lambda doc: correlate.extract(doc, confirming)) if self._settings.correlate else None
         out = []
         to_ecs = self._normaliser.to_ecs
         tag = self._catalogue.tag
@@ -128,6 +129,7 @@ class ProcessChunkFn(beam.DoFn):
                                             source=source, origin=origin, line=first + offset))
                     continue
                 out.append(SinkItem(source, doc["event"]["id"], body))
+        out = self._catalogue.settle_requests(out, hunt_hits)  # one match per request (transforms.hunts.requests)
         self._events[source].inc(len(out))
         self._done += len(lines)
         now = time.monotonic()

@@ -14,7 +14,7 @@ guarantees and the measurements. The modules, in data-flow order:
                 definition of the wiring, and ``CorrelateByServiceAccount``;
 - ``incident``  stage 3, keyed by alert: the incident documents and their versions.
 """
-from transforms.correlate.extract import (CONFIRMING_HUNTS, POD_CLAIM, ExtractJoinInputs, JoinScope, confirms,
+from transforms.correlate.extract import (POD_CLAIM, ExtractJoinInputs, JoinScope, confirming_hunts, confirms,
                                           epoch_ms, extract, pod_service_account, service_account)
 from transforms.correlate.incident import (INCIDENT_DATASET, SEVERITY_CANDIDATE, SEVERITY_CONFIRMED,
                                            AssembleIncidentFn, CountIncidentsFn, CountUnresolvedFn,
@@ -27,7 +27,7 @@ from transforms.correlate.resolve import (UNRESOLVED, InventoryError, ReadPodInv
                                           decide, inventory_service_accounts)
 
 __all__ = [
-    "CONFIRMING_HUNTS", "POD_CLAIM", "ExtractJoinInputs", "JoinScope", "confirms", "epoch_ms", "extract",
+    "POD_CLAIM", "confirming_hunts", "ExtractJoinInputs", "JoinScope", "confirms", "epoch_ms", "extract",
     "pod_service_account", "service_account", "INCIDENT_DATASET", "SEVERITY_CANDIDATE", "SEVERITY_CONFIRMED",
     "AssembleIncidentFn", "CountIncidentsFn", "CountUnresolvedFn", "base_version", "build_incident", "iso_ms",
     "STAGES", "CorrelateByServiceAccount", "JoinSettings", "JoinStage", "JoinWindowFn",

@@ -24,7 +24,6 @@ from transforms.correlate.messages import SA_PREFIX, Action, AlertSeen, PodFact
 from transforms.ecs import to_epoch_ms
 
 POD_CLAIM = "authentication.kubernetes.io/pod-name"
-CONFIRMING_HUNTS = frozenset({"rbac-modification", "secret-access-unexpected-sa"})
 RBAC_RESOURCES = frozenset({"roles", "rolebindings", "clusterroles", "clusterrolebindings"})
 RBAC_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
 SECRET_VERBS = frozenset({"get", "list"})
@@ -59,9 +58,26 @@ def service_account(user: object) -> str | None:
     return None
 
 
-def confirms(verb: str | None, resource: str | None, subresource: str | None, hunts: Iterable[str]) -> bool:
-    """An RBAC modification or a secret read (by hunt tag, or by verb/resource when untagged)."""
-    if any(h in CONFIRMING_HUNTS for h in hunts):
+_CONFIRMING: frozenset | None = None
+
+
+def confirming_hunts() -> frozenset[str]:
+    """The shipped catalogue's hunts marked ``confirms_incident: true`` (read once per process).
+
+    A run with its own ``--hunts-dir`` passes its catalogue's set to ``extract`` instead."""
+    global _CONFIRMING
+    if _CONFIRMING is None:
+        from transforms.hunts import HuntSettings, load_catalogue
+        _CONFIRMING = load_catalogue(HuntSettings()).confirming
+    return _CONFIRMING
+
+
+def confirms(verb: str | None, resource: str | None, subresource: str | None, hunts: Iterable[str],
+             confirming: frozenset[str] | None = None) -> bool:
+    """An RBAC modification or a secret read: a hunt marked ``confirms_incident`` matched, or (for an
+    event no such hunt tagged, e.g. a secret read by an excluded account) by verb and resource."""
+    confirming = confirming_hunts() if confirming is None else confirming
+    if any(h in confirming for h in hunts):
         return True
     if subresource:
         return False
@@ -85,12 +101,14 @@ def pod_service_account(pod: object) -> str:
     return "default"
 
 
-def extract(doc: dict) -> list:
-    """The join inputs of one ECS document (usually none): ``AlertSeen``, ``Action``, ``PodFact``."""
+def extract(doc: dict, confirming: frozenset[str] | None = None) -> list:
+    """The join inputs of one ECS document (usually none): ``AlertSeen``, ``Action``, ``PodFact``.
+
+    ``confirming``: the ids of the hunts that confirm an incident (default: the shipped catalogue's)."""
     event = doc.get("event")
     dataset = event.get("dataset") if isinstance(event, dict) else None
     if dataset == "kubernetes.audit_logs":
-        return _extract_audit(doc, event)
+        return _extract_audit(doc, event, confirming)
     if dataset == "falco.alerts":
         return _extract_falco(doc, event)
     return []
@@ -110,7 +128,7 @@ def _extract_falco(doc: dict, event: dict) -> list:
                       rule.get("name") if isinstance(rule, dict) else None)]
 
 
-def _extract_audit(doc: dict, event: dict) -> list:
+def _extract_audit(doc: dict, event: dict, confirming: frozenset[str] | None) -> list:
     user = doc.get("user")
     if not isinstance(user, dict):
         return []
@@ -159,10 +177,10 @@ def _extract_audit(doc: dict, event: dict) -> list:
     hunts = tuple((doc.get("kubehunt") or {}).get("hunts") or ())
     verb = audit.get("verb") or event.get("action")
     # A denied request is still an action worth showing, but it did not modify RBAC or read a secret.
-    confirming = not failed and confirms(verb, resource, subresource, hunts)
+    confirmed = not failed and confirms(verb, resource, subresource, hunts, confirming)
     resource_text = f"{resource}/{subresource}" if subresource else resource
     for sa in sas:
-        out.append(Action(sa, t_ms, event["id"], verb, resource_text, hunts, confirming))
+        out.append(Action(sa, t_ms, event["id"], verb, resource_text, hunts, confirmed))
     return out
 
 
