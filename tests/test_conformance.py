@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SHARED_DATA
+from tests.conftest import SHARED_DATA, missing
 from transforms.ecs import Normaliser, parse_time, to_epoch_ms
 from transforms.parse import records
 
@@ -228,7 +228,7 @@ def _our_doc(normaliser, case) -> dict:
 @pytest.mark.parametrize("case", _cases())
 def test_field_matches_elastic_or_is_a_documented_difference(case, normaliser):
     if case is None:
-        pytest.skip(f"third-party samples not found at {SHARED_DATA}")
+        missing(f"third-party samples not found at {SHARED_DATA}")
     ours = _our_doc(normaliser, case)
     our_value = lookup(ours, case["path"])
     difference = _difference(case)
@@ -251,7 +251,7 @@ def test_every_documented_difference_is_in_docs_ecs_md():
 def test_every_documented_difference_is_exercised():
     """A stale entry (a difference that no longer occurs) should be removed, not kept as folklore."""
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"third-party samples not found at {SHARED_DATA}")
+        missing(f"third-party samples not found at {SHARED_DATA}")
     used = {_difference(p.values[0]) for p in _cases()}
     for key, entry in DIFFERENCES.items():
         assert entry in used, f"{key} never applies to Elastic's samples"
