@@ -7,12 +7,15 @@
 #   bash scripts/mutation.sh                          # every module of pipeline/ and transforms/
 #   bash scripts/mutation.sh pipeline/options.py pipeline/summary.py
 #   MUTATION_TESTS="tests/test_cli_run.py tests/test_pipeline.py" bash scripts/mutation.sh pipeline/summary.py
+#   MUTANTS='pipeline.options.x__duration* pipeline.options.x_config_from_args*' \
+#     bash scripts/mutation.sh pipeline/options.py     # only the mutants of these functions (fnmatch)
 #
 # Works offline once mutmut is installed (it is pip-installed into .venv on first use). The project
 # is copied to a scratch folder (MUTATION_WORKDIR, default a new mktemp folder) so the checkout stays
 # untouched; the tests there read ../shared/data through KUBEHUNT_SHARED_DATA, and KUBEHUNT_ES_URL
 # points at a closed port so no test can start or use an Elasticsearch node.
-# Output: one line per module, "killed / (killed + survived + no tests + timeout)", then the
+# Output: one line per module, "killed / (killed + survived + no tests + timeout)" over the mutants
+# that were run (unchecked ones do not count), then the
 # surviving mutants (`mutmut show NAME` in the work folder prints one as a diff).
 set -euo pipefail
 
@@ -49,6 +52,8 @@ rm -rf "$WORK/mutants"
   echo "also_copy ="
   echo "    mappings/"
   echo "    scripts/"
+  echo "    docs/"
+  echo "    README.md"
   echo "pytest_add_cli_args_test_selection ="
   for t in $TESTS; do [ -e "$WORK/$t" ] && echo "    $t"; done
   echo "pytest_add_cli_args ="
@@ -63,8 +68,11 @@ rm -rf "$WORK/mutants"
 SHARED=${KUBEHUNT_SHARED_DATA:-$ROOT/../shared/data}
 cd "$WORK"
 export KUBEHUNT_SHARED_DATA=$SHARED KUBEHUNT_ES_URL=http://127.0.0.1:1 PYTHONDONTWRITEBYTECODE=1
-"$MUTMUT" run --max-children "$CHILDREN" > "$WORK/mutmut-run.log" 2>&1 || {
+# shellcheck disable=SC2086  # MUTANTS is a list of patterns, unquoted on purpose (set -f: no globbing)
+set -f
+"$MUTMUT" run --max-children "$CHILDREN" ${MUTANTS:-} > "$WORK/mutmut-run.log" 2>&1 || {
   echo "mutmut run failed (log: $WORK/mutmut-run.log):" >&2; tail -30 "$WORK/mutmut-run.log" >&2; exit 1; }
+set +f
 "$MUTMUT" results --all true > "$WORK/mutmut-results.txt"
 
 "$PY" - "$WORK/mutmut-results.txt" "${MODULES[@]}" <<'EOF'
