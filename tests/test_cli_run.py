@@ -266,3 +266,115 @@ def test_hunts_list_and_test_take_the_same_settings(capsys, tmp_path):
     listed = capsys.readouterr().out
     assert "pod-exec" in listed and "privileged-pod-create" not in listed
     assert run_cli("hunts", "test", "--hunts-dir", hunts, "--known-memfd-users", "x") == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# options that shape the graph: checked on the graph `kubehunt run` builds from its own parser
+
+
+def config_for(*argv):
+    """The RunConfig `kubehunt run ARGV` would run with, built by the CLI's own parser."""
+    from pipeline.cli import _parser
+    from pipeline.options import config_from_args
+
+    args, extra = _parser().parse_known_args(["run", *map(str, argv)])
+    assert not extra
+    return config_from_args(args)
+
+
+@pytest.fixture(scope="module")
+def eight_lines(tmp_path_factory):
+    path = tmp_path_factory.mktemp("eight") / "audit.log"
+    path.write_bytes(b"".join((DEMO / "audit.log").read_bytes().splitlines(keepends=True)[:8]))
+    return path
+
+
+@pytest.mark.parametrize("chunk_lines,sizes", [("3", [2, 3, 3]), ("7", [1, 7]), ("8", [8]), ("1", [1] * 8)])
+def test_chunk_lines_sizes_the_work_items(tmp_path, eight_lines, chunk_lines, sizes):
+    from apache_beam.testing.test_pipeline import TestPipeline
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from pipeline import graph
+
+    cfg = config_for("--audit", eight_lines, "--output-dir", tmp_path, "--chunk-lines", chunk_lines)
+    with TestPipeline() as p:
+        built = graph.build(p, cfg)
+        assert_that(built.documents | beam.Map(len), equal_to(sizes))
+
+
+def test_spread_chunks_adds_a_shuffle_and_changes_no_document(tmp_path, eight_lines):
+    from pipeline import graph
+
+    def reshuffles(*extra):
+        p = beam.Pipeline()
+        graph.build(p, config_for("--audit", eight_lines, "--output-dir", tmp_path, *extra))
+        return sum("Reshuffle" in t.unique_name for t in p.to_runner_api().components.transforms.values())
+
+    assert reshuffles("--spread-chunks") > reshuffles()
+    plain = run_to_dir(tmp_path / "plain", "--audit", eight_lines)
+    spread = run_to_dir(tmp_path / "spread", "--audit", eight_lines, "--spread-chunks")
+    assert plain[0] == spread[0] == 0
+    key = lambda d: d["event"]["id"]  # noqa: E731
+    assert sorted(read_ndjson(plain[2], "events"), key=key) == sorted(read_ndjson(spread[2], "events"), key=key)
+
+
+def _correlate_transform(cfg):
+    """The CorrelateByServiceAccount instance graph.build wires for `cfg`."""
+    from apache_beam.pipeline import PipelineVisitor
+
+    from pipeline import graph
+    from transforms.correlate import CorrelateByServiceAccount
+
+    found = []
+
+    class Find(PipelineVisitor):
+        def enter_composite_transform(self, node):
+            if isinstance(node.transform, CorrelateByServiceAccount):
+                found.append(node.transform)
+
+    p = beam.Pipeline()
+    graph.build(p, cfg)
+    p.visit(Find())
+    assert len(found) == 1
+    return found[0]
+
+
+@pytest.mark.parametrize("lateness,resolved", [("10m", True), ("1m", False), ("600000ms", True), ("60", False)])
+def test_allowed_lateness_decides_whether_a_late_pod_create_still_resolves_the_alert(chain, tmp_path, lateness,
+                                                                                    resolved):
+    """Streaming: the pod create (10:00) that names the alerting pod's service account arrives when the
+    watermark is already at 10:50, 35 minutes after the alert (10:15; window 30m). The resolver keeps
+    an alert until alert + window + lateness: with 10 minutes it is still there (10:55), with one
+    minute (10:46) it was given up as unresolved."""
+    from apache_beam.testing.test_pipeline import TestPipeline
+    from apache_beam.testing.test_stream import TestStream
+    from apache_beam.testing.util import assert_that
+    from apache_beam.transforms.window import TimestampedValue
+
+    from tests.test_correlate_scenario import ecs_docs, streaming_options, time_of
+    from transforms import correlate
+
+    cfg = config_for(*chain_args(chain), "--output-dir", tmp_path, "--allowed-lateness", lateness)
+    transform = _correlate_transform(cfg)
+    audit = [json.loads(line) for line in (chain / "audit.log").read_bytes().splitlines()]
+    falco = [json.loads(line) for line in (chain / "falco.json").read_bytes().splitlines()]
+    elements = [e for doc in ecs_docs(audit, falco) for e in correlate.extract(doc)]
+    # Only the pod create may tell the pod's SA: the pod-claim facts of the SA's own tokens are left out.
+    create = [e for e in elements if e[0] == "F" and e[3] == "pod_create"]
+    assert len(create) == 1
+    on_time = [e for e in elements if e[0] != "F"]
+    alert_ms = next(time_of(e) for e in on_time if e[0] == "A" and SHELL_ALERT in e)
+    stream = (TestStream()
+              .add_elements([TimestampedValue(e, time_of(e) / 1000) for e in sorted(on_time, key=time_of)])
+              .advance_watermark_to((alert_ms + 35 * 60_000) / 1000)
+              .add_elements([TimestampedValue(create[0], time_of(create[0]) / 1000)])
+              .advance_watermark_to_infinity())
+    with TestPipeline(options=streaming_options()) as p:
+        incidents = p | stream | transform
+        want = {SHELL_ALERT} if resolved else set()
+
+        def the_alert_is_resolved_or_not(docs):
+            got = {d["kubehunt"]["incident"]["alert"] for d in docs}
+            assert got == want, got
+
+        assert_that(incidents, the_alert_is_resolved_or_not)
