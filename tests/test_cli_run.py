@@ -186,6 +186,10 @@ def test_the_default_window_holds_the_whole_chain(default_run):
     ("540", [2, 6, 9]),
     ("0.15h", [2, 6, 9]),
     ("539s", [2, 6]),
+    # just under 9 minutes in minutes and in hours: a wrong unit factor (61 s a minute, 3601 s an
+    # hour: mutants that survived scripts/mutation.sh) would take the action at minute 9 in
+    ("8.9999m", [2, 6]),
+    ("0.14999h", [2, 6]),
 ])
 def test_correlation_window_bounds_the_actions_in_each_unit(chain, tmp_path, window, minutes):
     code, summary, out = run_to_dir(tmp_path, *chain_args(chain), "--correlation-window", window)
