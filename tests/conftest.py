@@ -7,6 +7,7 @@ the tests fail with the script's message: they never pass without the real serve
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import uuid
 from pathlib import Path
@@ -30,12 +31,45 @@ SHARED_DATA = Path(os.environ.get("KUBEHUNT_SHARED_DATA", ROOT.parent / "shared"
 ES_SCRIPT = ROOT / "scripts" / "elasticsearch.sh"
 
 
+# Under CI a missing prerequisite (the samples folder, jq, sysdig) fails the run naming it: a whole
+# group of tests turning into one skip would leave CI green without having checked anything.
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def missing(what: str) -> None:
+    """Fail (under CI=true) or skip (elsewhere) the current test because `what` is absent."""
+    if IN_CI:
+        pytest.fail(f"CI=true and {what}", pytrace=False)
+    pytest.skip(what)
+
+
 def shared(*parts: str) -> Path:
-    """A path in ../shared/data; skips the test (with the reason) when the folder is absent."""
+    """A path in ../shared/data; when the folder is absent, skips the test with the reason (under
+    CI=true, fails it)."""
     path = SHARED_DATA.joinpath(*parts)
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"third-party samples not found at {SHARED_DATA} (set KUBEHUNT_SHARED_DATA)")
+        missing(f"third-party samples not found at {SHARED_DATA} (set KUBEHUNT_SHARED_DATA)")
     return path
+
+
+def needs_tool(name: str, reason: str):
+    """A mark for tests that run the external program `name`: outside CI they are skipped with
+    `reason` when it is not on PATH; under CI=true they fail naming it (see pytest_runtest_setup)."""
+    if shutil.which(name) is not None:
+        return pytest.mark.needs_tool(name)
+    if IN_CI:
+        return pytest.mark.needs_tool(name, missing=f"{name} is not installed: {reason}")
+    return pytest.mark.skipif(True, reason=f"{name} is not installed: {reason}")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "needs_tool(name): runs an external program (tests/conftest.py)")
+
+
+def pytest_runtest_setup(item):
+    for mark in item.iter_markers("needs_tool"):
+        if mark.kwargs.get("missing"):
+            pytest.fail(f"CI=true and {mark.kwargs['missing']}", pytrace=False)
 
 
 @pytest.fixture(scope="session")

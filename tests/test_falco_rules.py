@@ -18,6 +18,7 @@ import yaml
 import mappings
 from transforms.ecs import Normaliser
 from transforms.hunts import HuntSettings, load_catalogue
+from tests.conftest import needs_tool
 
 RULES_FILE = mappings.path("falco", "kubehunt_rules.yaml")
 STOCK_MACROS = {"container": "(container.id != host)"}   # from Falco's falco_rules.yaml
@@ -96,8 +97,7 @@ def test_an_alert_from_each_rule_is_recognised_by_its_hunt():
 # ---------------------------------------------------------------------------------------------
 # Compile the conditions with a real filter engine (Debian's sysdig: libsinsp, Falco's filter language)
 
-needs_sysdig = pytest.mark.skipif(SYSDIG is None, reason="sysdig not installed (`apt-get install -y sysdig`); "
-                                                         "the filter-engine compile check is skipped")
+needs_sysdig = needs_tool("sysdig", "`apt-get install -y sysdig`; the filter-engine compile check cannot run")
 
 
 def sysdig_compile(condition: str) -> str | None:

@@ -1,10 +1,10 @@
 """The spine end to end through the CLI: ids, dead letters, counters, options, runners."""
 from __future__ import annotations
 
-import contextlib
 import json
 import subprocess
 import sys
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -110,9 +110,13 @@ def test_multi_processing_runner_gives_the_same_documents(tmp_path):
 ])
 def test_a_secret_mistakenly_given_on_the_command_line_is_refused_and_not_echoed(argv, capsys):
     # argparse exits (2) for the subcommands it parses; `run` returns 2 from its own check.
-    with pytest.raises(SystemExit) if argv[0] != "run" else contextlib.nullcontext():
+    if argv[0] == "run":
         code = run_cli(*argv)
-        assert code == 2
+    else:
+        with pytest.raises(SystemExit) as exc:
+            run_cli(*argv)
+        code = exc.value.code
+    assert code == 2
     err = capsys.readouterr().err
     assert "hunter2-secret" not in err
     assert "--es-password" in err or "--es-api-key" in err
@@ -130,3 +134,35 @@ def test_a_malformed_pod_inventory_fails_fast_saying_why(tmp_path, capsys, conte
     assert code == 2
     err = capsys.readouterr().err
     assert reason in err and str(pods) in err
+
+
+def test_the_demo_holds_exactly_its_planted_escalation_chain(tmp_path):
+    """scripts/gen_demo_data.py plants one chain: a shell in pod shop/web-<hash> at 10:15, then its SA
+    reads secrets (10:21) and binds a cluster role (10:24). The expectation is taken from the raw demo
+    files (not from kubehunt): the alert by its rule, the actions by their user and time."""
+    falco = [json.loads(line) for line in (DEMO / "falco.json").read_text().splitlines()]
+    audit = [json.loads(line) for line in (DEMO / "audit.log").read_text().splitlines()]
+    alert = next(a for a in falco if a["rule"] == "Terminal shell in container")
+    pod = alert["output_fields"]["k8s.pod.name"]
+    alert_at = datetime.fromisoformat(alert["time"][:26] + "+00:00")
+    sa = "system:serviceaccount:shop:web"
+    actions = sorted((e["requestReceivedTimestamp"], e["auditID"], e["verb"], e["objectRef"]["resource"]) for e in audit
+                     if e["user"]["username"] == sa and e["stage"] != "RequestReceived"
+                     and timedelta(0) <= datetime.fromisoformat(e["requestReceivedTimestamp"].replace("Z", "+00:00"))
+                     - alert_at <= timedelta(minutes=30))
+    assert [(verb, resource) for _, _, verb, resource in actions][-2:] == [("list", "secrets"),
+                                                                         ("create", "clusterrolebindings")]
+    code, summary, out = run_to_dir(tmp_path, "--audit", DEMO / "audit.log", "--falco", DEMO / "falco.json")
+    assert code == 0
+    incidents = read_ndjson(out, "incidents")
+    assert len(incidents) == 1 and summary["incidents"]["written"] == summary["incidents"]["confirmed"] == 1
+    inc = incidents[0]["kubehunt"]["incident"]
+    assert (inc["alert"], inc["alert_rule"], inc["pod"], inc["namespace"]) == (
+        alert["uuid"], "Terminal shell in container", pod, "shop")
+    assert pod.startswith("web-") and inc["service_account"] == sa and inc["sa_source"] == "pod_create"
+    assert [(a["event_id"].split("-ResponseComplete-")[0], a["verb"], a["resource"]) for a in inc["actions"]] == [
+        (audit_id, verb, resource) for _, audit_id, verb, resource in actions]
+    assert inc["confirmed"] is True
+    assert {"secret-access-unexpected-sa", "rbac-modification"} <= set(inc["hunts"])
+    assert incidents[0]["event"]["start"] == "2026-01-15T10:15:00.000Z"
+    assert incidents[0]["event"]["end"] == "2026-01-15T10:24:00.000Z"

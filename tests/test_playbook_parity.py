@@ -25,14 +25,13 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.conftest import SHARED_DATA, shared
+from tests.conftest import SHARED_DATA, missing, needs_tool, shared
 from transforms.ecs import NormaliseError, Normaliser
 from transforms.hunts import HuntSettings, load_catalogue
 from transforms.parse import ParseError, records
 
 JQ = shutil.which("jq")
-pytestmark = pytest.mark.skipif(JQ is None, reason="jq is not installed (Debian package `jq`; scripts/test.sh "
-                                                    "installs it in CI): the playbook's filters cannot run")
+pytestmark = needs_tool("jq", "Debian package `jq` (scripts/test.sh installs it); the playbook's filters cannot run")
 PLAYBOOK = SHARED_DATA.parent / "seed" / "000_1e14803f65f36fe7.txt"
 LOG = "/var/log/kubernetes/audit.log"
 HUNTS = {"A": "privileged-pod-create", "B": "pod-exec", "C": "rbac-modification", "D": "secret-access-unexpected-sa"}
@@ -51,7 +50,7 @@ def _load_gen_corpus():
 def playbook_pipelines() -> dict[str, str]:
     """{A..D: the shell pipeline exactly as the playbook prints it (grep ... | jq ... [| sort ...])}."""
     if not PLAYBOOK.is_file():
-        pytest.skip(f"playbook not found at {PLAYBOOK}")
+        missing(f"playbook not found at {PLAYBOOK}")
     text = PLAYBOOK.read_text()
     blocks = re.findall(r"^grep .*?^\}'(?: \| sort \| uniq -c \| sort -rn \| head -30)?$", text, re.S | re.M)
     assert len(blocks) == 5, "expected the playbook's 4 hunt pipelines + the correlation one"
@@ -143,7 +142,7 @@ def sample_results(normaliser, catalogue, tmp_path_factory):
     files = _sample_files()
     if not files:
         shared("audit")
-        pytest.skip("no audit samples")
+        missing(f"no audit samples in {SHARED_DATA}")
     pipelines = playbook_pipelines()
     tmp = tmp_path_factory.mktemp("samples")
     jq_lines = {k: Counter() for k in HUNTS}
