@@ -54,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
                                      "by service account and write to Elasticsearch (or --output-dir).")
     add_run_arguments(run)
 
+    from pipeline import backfill
+    backfill.add_parser(sub)
+
     setup = sub.add_parser("setup", help="install index templates, data streams, incidents and dead-letter "
                                          "indices (idempotent)")
     add_es_arguments(setup)
@@ -94,9 +97,11 @@ def cmd_run(args, beam_args: list[str]) -> int:
     log.info("kubehunt run: audit=%s falco=%s -> %s", list(cfg.audit), list(cfg.falco), sink)
     started = time.monotonic()
     pipeline = beam.Pipeline(options=options)
-    graph.build(pipeline, cfg)
-    result = pipeline.run()
-    result.wait_until_finish()
+    from pipeline import progress
+    with progress.watch_run(cfg) as cfg:   # a live progress line (terminal) or one log line per 15 s
+        graph.build(pipeline, cfg)
+        result = pipeline.run()
+        result.wait_until_finish()
     summary = Summary(counters_from_result(result), time.monotonic() - started, sink)
     print(summary.render(), file=sys.stderr)
     if cfg.summary_json:
@@ -132,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return cmd_run(args, extra)
+        if args.command == "backfill":
+            from pipeline.backfill import cmd_backfill
+            return cmd_backfill(args, extra)
         if extra:
             # Flag names only: a mistyped `--es-password VALUE` must not echo the value.
             parser.error(f"unrecognized arguments: {' '.join(flag_names(extra)) or '(values without a flag)'}")

@@ -1,0 +1,47 @@
+"""The worker side of progress reports: running totals in a small file the driver polls.
+
+See ``pipeline.progress`` for why (local runners give the driver Beam metrics only at the end) and
+for the driver side. A writer is made in ``DoFn.setup()`` from a directory named in the settings; when
+that directory does not exist on the worker (a distributed runner), there is no writer.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+
+FLUSH_EVERY_S = 0.5
+
+
+class ProgressWriter:
+    """Worker side: one per DoFn instance, created in ``setup()`` from the settings' directory."""
+
+    def __init__(self, directory: str):
+        self._path = os.path.join(directory, f"{os.getpid()}-{uuid.uuid4().hex[:8]}.json")
+        self._state = {"bytes": {}, "lines": 0, "events": 0, "dead": 0}
+        self._last = 0.0
+
+    @classmethod
+    def maybe(cls, directory: str | None) -> "ProgressWriter | None":
+        return cls(directory) if directory and os.path.isdir(directory) else None
+
+    def add(self, origin: str, nbytes: int, lines: int, events: int, dead: int) -> None:
+        state = self._state
+        state["bytes"][origin] = state["bytes"].get(origin, 0) + nbytes
+        state["lines"] += lines
+        state["events"] += events
+        state["dead"] += dead
+        now = time.monotonic()
+        if now - self._last >= FLUSH_EVERY_S:
+            self._last = now
+            self.flush()
+
+    def flush(self) -> None:
+        tmp = self._path + ".tmp"
+        try:
+            with open(tmp, "w", encoding="utf-8") as fh:
+                json.dump(self._state, fh)
+            os.replace(tmp, self._path)
+        except OSError:   # the driver removed the directory (job over): nothing left to report to
+            pass
