@@ -164,3 +164,23 @@ def test_a_numbered_rotation_is_bounded_by_its_first_and_last_lines():
     plans = plan_files("falco", [FileInfo(p, 1, 0.0) for p in peeks], rng, slack_ms=0,
                        peek=lambda source, path: peeks[path])
     assert {p.file.path: p.role for p in plans} == {"old.1": "skip", "new.1": "skip", "mid.1.gz": "range"}
+
+
+def test_backfill_reads_through_a_beam_filesystem_other_than_the_local_one(corpus, tmp_path):
+    """`mem://` stands for `gs://` / `s3://`: matching, rotation names, peeking and reading all go
+    through Beam's FileSystems, so the result is the same as from local files."""
+    from tests.memfs import InMemoryFileSystem
+
+    directory, _ = corpus
+    for path in directory.iterdir():
+        InMemoryFileSystem.put(f"mem://logs/{path.name}", path.read_bytes())
+    out = tmp_path / "out"
+    assert main(["backfill", "--since", SINCE, "--until", UNTIL, "--audit", "mem://logs/audit*",
+                 "--falco", "mem://logs/falco*", "--output-dir", str(out), "--rotation-slack", "2m",
+                 "--summary-json", str(tmp_path / "s.json")]) == 0
+    expected = oracle(directory, SINCE, UNTIL)
+    events = _read(out, "events")
+    assert sorted(d["kubernetes"]["audit"]["auditID"] for d in events if "kubernetes" in d) == sorted(expected["audit"])
+    assert sorted(d["falco"]["uuid"] for d in events if "falco" in d) == sorted(expected["falco"])
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["backfill"]["files"]["skipped"] == {"ends before --since": 3, "starts after --until + window": 4}
