@@ -25,6 +25,7 @@ import collections
 import glob
 import logging
 import os
+import re
 import shutil
 import sys
 import time
@@ -33,6 +34,7 @@ from datetime import timedelta
 
 log = logging.getLogger("kubehunt.backfill")
 
+_OFFSET = re.compile(r"-\d+(?:\.\d+)?(?:ms|s|m|h|d|w)")
 EXIT_OK, EXIT_UNBALANCED, EXIT_CONFIG, EXIT_DEAD_LETTERS = 0, 1, 2, 3
 OUTPUT_KINDS = ("events", "incidents", "dead-letters")
 
@@ -51,6 +53,20 @@ def _ratio(text: str) -> float:
     if not 0 <= value <= 1:
         raise argparse.ArgumentTypeError(f"{text} must be between 0 and 1")
     return value
+
+
+def join_offsets(argv: list[str]) -> list[str]:
+    """`--since -24h` -> `--since=-24h`: argparse takes a value starting with `-` for an option."""
+    out: list[str] = []
+    it = iter(range(len(argv)))
+    for i in it:
+        token = argv[i]
+        if token in ("--since", "--until") and i + 1 < len(argv) and _OFFSET.fullmatch(argv[i + 1]):
+            out.append(f"{token}={argv[i + 1]}")
+            next(it, None)
+        else:
+            out.append(token)
+    return out
 
 
 def add_parser(sub) -> argparse.ArgumentParser:

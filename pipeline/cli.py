@@ -131,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     from transforms.read import InputError
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    from pipeline.backfill import join_offsets
+    argv = join_offsets(argv)   # `backfill --since -24h`: an offset, not an option
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
     log.setLevel(logging.DEBUG if args.verbose else logging.INFO)
