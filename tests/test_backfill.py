@@ -184,3 +184,13 @@ def test_backfill_reads_through_a_beam_filesystem_other_than_the_local_one(corpu
     assert sorted(d["falco"]["uuid"] for d in events if "falco" in d) == sorted(expected["falco"])
     summary = json.loads((tmp_path / "s.json").read_text())
     assert summary["backfill"]["files"]["skipped"] == {"ends before --since": 3, "starts after --until + window": 4}
+
+
+def test_logrotate_date_names_hold_events_up_to_the_end_of_the_day_after_the_name():
+    """dateext names the rotation day; with `dateyesterday` it names the day before the rotation, so a
+    file named the 14th can still hold events of the 15th until the rotation ran."""
+    rng = TimeRange(to_ms(parse_when(SINCE)), to_ms(parse_when(UNTIL)), tail_ms=30 * 60_000)
+    names = ["x.json-20260113.gz", "x.json-20260114.gz", "x.json-20260116.gz", "x.json-20260117.gz"]
+    plans = plan_files("falco", [FileInfo(f"/logs/{n}", 1, 0.0) for n in names], rng, slack_ms=0,
+                       peek=lambda source, path: pytest.fail(f"{path} has a date in its name: no peek"))
+    assert [p.role for p in plans] == ["skip", "range", "range", "skip"]

@@ -208,7 +208,7 @@ def plan_files(source: str, files: list[FileInfo], rng: TimeRange, *, slack_ms: 
     """Decide for each file of one source whether it can hold events of the range or its tail.
 
     - A rotated name gives the end: the file holds events up to its rotation time (dateext: up to the
-      end of the named day or hour). The previous rotation of the same log gives the start, less
+      end of the day or hour after the named one). The previous rotation of the same log gives the start, less
       `slack_ms`: an audit event's own time is when the request was received, and a long request
       (a watch) is written when it completes, after the rotation that preceded it.
     - Other files (the live `audit.log`, numbered rotations `events.json.1[.gz]`): the live file of a
@@ -232,7 +232,9 @@ def plan_files(source: str, files: list[FileInfo], rng: TimeRange, *, slack_ms: 
             family, kind, at, step = named[f.path]
             times = rotated[family]
             index = times.index((at, f.path))
-            hi = at + (step - 1 if kind == "dateext" else 0)
+            # dateext names the rotation day, or with `dateyesterday` the day before it: the file can
+            # hold events up to the end of the day (hour) after the named one.
+            hi = at + (2 * step - 1 if kind == "dateext" else 0)
             how = f"rotation name ({kind})"
             if index > 0:
                 lo = times[index - 1][0] - slack_ms
