@@ -48,11 +48,20 @@ without duplicates (see docs/operations.md).
 """
 
 
-def _ratio(text: str) -> float:
-    value = float(text)
+def ratio(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
     if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"{text} must be between 0 and 1")
+        raise argparse.ArgumentTypeError(f"{text} is not a ratio between 0 and 1")
     return value
+
+
+def add_exit_arguments(group) -> None:
+    """`--max-dead-letter-ratio`, for `run` and `backfill` (added by pipeline.options.add_run_arguments)."""
+    group.add_argument("--max-dead-letter-ratio", type=ratio, default=None, metavar="R",
+                       help="exit 3 when dead letters / records read exceeds R (e.g. 0.01)")
 
 
 def join_offsets(argv: list[str]) -> list[str]:
@@ -86,8 +95,6 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="how much earlier than a file's previous rotation (or first line) its events' own "
                         "times may be: a long request is logged when it completes (default 1h)")
     r = parser.add_argument_group("scheduling")
-    r.add_argument("--max-dead-letter-ratio", type=_ratio, default=None, metavar="R",
-                   help="exit 3 when dead letters / records read exceeds R (e.g. 0.01)")
     r.add_argument("--checkpoint-index", default="kubehunt-checkpoints", metavar="NAME",
                    help="Elasticsearch index of finished files (default kubehunt-checkpoints); with "
                         "--output-dir the checkpoint is DIR/.kubehunt-checkpoint.json")
@@ -219,6 +226,7 @@ def _publish(staging: str, output_dir: str) -> None:
 
 
 def exit_status(d: dict, max_dead_letter_ratio: float | None) -> int:
+    """0 done, 1 books do not balance, 3 dead letters above the ratio (2, configuration, is raised earlier)."""
     if not d["balanced"]:
         return EXIT_UNBALANCED
     dead = sum(v for k, v in d["dead_letters"].items() if k != "written")

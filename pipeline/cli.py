@@ -5,7 +5,8 @@
     kubehunt hunts list|test  the hunt catalogue
     kubehunt report HUNT_ID   top (account, verb, namespace) ... for a hunt, from Elasticsearch
 
-Exit codes: 0 success, 2 configuration error (the message says what to fix), 1 run failure.
+Exit codes: 0 success, 2 configuration error (the message says what to fix), 1 run failure (books do not
+balance), 3 dead letters above --max-dead-letter-ratio.
 """
 from __future__ import annotations
 
@@ -106,7 +107,8 @@ def cmd_run(args, beam_args: list[str]) -> int:
     print(summary.render(), file=sys.stderr)
     if cfg.summary_json:
         summary.write_json(cfg.summary_json)
-    return 0 if summary.as_dict()["balanced"] else 1
+    from pipeline.backfill import exit_status
+    return exit_status(summary.as_dict(), args.max_dead_letter_ratio)   # 0, 1 unbalanced, 3 dead letters
 
 
 class _DropImportNoise(logging.Filter):

@@ -194,3 +194,14 @@ def test_logrotate_date_names_hold_events_up_to_the_end_of_the_day_after_the_nam
     plans = plan_files("falco", [FileInfo(f"/logs/{n}", 1, 0.0) for n in names], rng, slack_ms=0,
                        peek=lambda source, path: pytest.fail(f"{path} has a date in its name: no peek"))
     assert [p.role for p in plans] == ["skip", "range", "range", "skip"]
+
+
+def test_run_also_exits_3_when_dead_letters_pass_the_ratio(tmp_path):
+    src = tmp_path / "audit.log"
+    src.write_text("{not json\n")
+    args = ["run", "--audit", str(src), "--output-dir", str(tmp_path / "out")]
+    assert main(args + ["--max-dead-letter-ratio", "0.5"]) == 3
+    assert main(args + ["--max-dead-letter-ratio", "1"]) == 0
+    with pytest.raises(SystemExit) as exit_:   # argparse: the option's name and exit 2
+        main(args + ["--max-dead-letter-ratio", "lots"])
+    assert exit_.value.code == 2
