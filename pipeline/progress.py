@@ -3,7 +3,7 @@
 Beam's metrics reach the driver only when a job has finished on the local runners, so the workers
 of the per-event stage (``transforms.process``) report through a small *progress directory* instead:
 each DoFn instance keeps its running totals (bytes and lines of each input file, events, dead letters)
-in its own JSON file there, replaced atomically after every chunk. The driver sums the
+in its own JSON file there, replaced atomically every 0.25 s and when a new file starts. The driver sums the
 files and draws:
 
 - on a terminal, a live ``tqdm`` line: input bytes done / total (for ETA), files done / total,
