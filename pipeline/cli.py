@@ -7,7 +7,8 @@
     kubehunt search HUNT_ID   a hunt's events; kubehunt incidents: incidents with their actions
     kubehunt kibana export|import, kubehunt rules export --format elastic|sigma
 
-Exit codes: 0 success, 2 configuration error (the message says what to fix), 1 run failure.
+Exit codes: 0 success, 2 configuration error (the message says what to fix), 1 run failure (books do not
+balance), 3 dead letters above --max-dead-letter-ratio.
 """
 from __future__ import annotations
 
@@ -62,6 +63,9 @@ def _parser() -> argparse.ArgumentParser:
                                      "by service account and write to Elasticsearch (or --output-dir).")
     add_run_arguments(run)
 
+    from pipeline import backfill
+    backfill.add_parser(sub)
+
     setup = sub.add_parser("setup", help="install index templates, data streams, incidents and dead-letter "
                                          "indices (idempotent)")
     add_es_arguments(setup)
@@ -100,14 +104,14 @@ def cmd_run(args, beam_args: list[str]) -> int:
     sink = (f"files in {cfg.output_dir}" if cfg.output_dir
             else f"Elasticsearch {', '.join(redact_url(h) for h in cfg.es.hosts)}")
     try:
-        return _run(cfg, options, sink)
+        return _run(cfg, options, sink, args.max_dead_letter_ratio)
     except validate.RunFailure as err:
         if cfg.summary_json:   # what automation reads: the run failed, and why (nothing was counted)
             Summary({}, 0.0, sink, extra={"failed": str(err), "balanced": False}).write_json(cfg.summary_json)
         raise
 
 
-def _run(cfg, options, sink: str) -> int:
+def _run(cfg, options, sink: str, max_dead_letter_ratio: float | None = None) -> int:
     import apache_beam as beam
 
     from pipeline import graph, validate
@@ -127,20 +131,23 @@ def _run(cfg, options, sink: str) -> int:
     started = time.monotonic()
     temp_before = validate.temp_dirs(cfg.output_dir)
     pipeline = beam.Pipeline(options=options)
-    graph.build(pipeline, cfg)
-    try:
-        result = pipeline.run()
-        result.wait_until_finish()
-    except Exception as err:  # noqa: BLE001 - any runner failure: one line here, the traceback with -v
-        log.debug("run failed", exc_info=True)
-        validate.clean_temp_dirs(cfg.output_dir, temp_before)
-        raise validate.RunFailure(f"{validate.describe_failure(err)} (writes are idempotent: "
-                                  "re-run the same input once the cause is fixed)") from None
+    from pipeline import progress
+    with progress.watch_run(cfg) as cfg:   # a live progress line (terminal) or one log line per interval
+        graph.build(pipeline, cfg)
+        try:
+            result = pipeline.run()
+            result.wait_until_finish()
+        except Exception as err:  # noqa: BLE001 - any runner failure: one line here, the traceback with -v
+            log.debug("run failed", exc_info=True)
+            validate.clean_temp_dirs(cfg.output_dir, temp_before)
+            raise validate.RunFailure(f"{validate.describe_failure(err)} (writes are idempotent: "
+                                      "re-run the same input once the cause is fixed)") from None
     summary = Summary(counters_from_result(result), time.monotonic() - started, sink)
     print(summary.render(), file=sys.stderr)
     if cfg.summary_json:
         summary.write_json(cfg.summary_json)
-    return 0 if summary.as_dict()["balanced"] else 1
+    from pipeline.backfill import exit_status
+    return exit_status(summary.as_dict(), max_dead_letter_ratio)   # 0, 1 unbalanced, 3 dead letters
 
 
 class _DropImportNoise(logging.Filter):
@@ -184,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     from transforms.read import InputError
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    from pipeline.backfill import join_offsets
+    argv = join_offsets(argv)   # `backfill --since -24h`: an offset, not an option
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
     log.setLevel(logging.DEBUG if args.verbose else logging.INFO)
@@ -191,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return cmd_run(args, extra)
+        if args.command == "backfill":
+            from pipeline.backfill import cmd_backfill
+            return cmd_backfill(args, extra)
         if extra:
             # Flag names only: a mistyped `--es-password VALUE` must not echo the value.
             parser.error(f"unrecognized arguments: {' '.join(flag_names(extra)) or '(values without a flag)'}")

@@ -238,6 +238,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     o.add_argument("--summary-json", metavar="FILE", help="also write the run summary as JSON")
     o.add_argument("--no-setup", dest="setup_destinations", action="store_false",
                    help="do not install index templates before writing (they must already exist)")
+    from pipeline.backfill import add_exit_arguments
+    add_exit_arguments(o)
     c = parser.add_argument_group("correlation")
     c.add_argument("--correlation-window", type=_duration, default=timedelta(minutes=30), metavar="DURATION",
                    help="how long after a Falco alert the pod's service-account activity counts (default 30m)")

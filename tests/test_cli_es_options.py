@@ -102,7 +102,11 @@ def test_tls_options_reach_the_connection(tmp_path):
 def test_a_missing_file_option_is_a_configuration_error_naming_it(tmp_path, capsys, option):
     missing = tmp_path / "nope.pem"
     assert run_cli("run", "--audit", DEMO / "audit.log", "--output-dir", tmp_path, option, missing) == 2
-    assert f"{option} {missing}: no such file" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"{option}" in err and "no such file" in err
+    if option.endswith(("password-file", "api-key-file", "token-file")):
+        # The value given where a secret file belongs may be the secret itself: never printed.
+        assert str(missing) not in err
 
 
 @pytest.mark.parametrize("option", ["--es-batch-docs", "--es-batch-bytes", "--es-concurrency"])

@@ -266,10 +266,14 @@ def test_hunts_list_and_test_take_the_same_settings(capsys, tmp_path):
     hunts = tmp_path / "hunts"
     hunts.mkdir()
     shutil.copy(ROOT / "mappings" / "hunts" / "pod-exec.yaml", hunts)
+    shutil.copy(ROOT / "mappings" / "hunts" / "falco-memfd-fileless-exec.yaml", hunts)
     assert run_cli("hunts", "list", "--hunts-dir", hunts) == 0
     listed = capsys.readouterr().out
     assert "pod-exec" in listed and "privileged-pod-create" not in listed
     assert run_cli("hunts", "test", "--hunts-dir", hunts, "--known-memfd-users", "x") == 0
+    # A list no hunt of this catalogue declares is a configuration error, for `list` as for `run`.
+    (hunts / "falco-memfd-fileless-exec.yaml").unlink()
+    assert run_cli("hunts", "test", "--hunts-dir", hunts, "--known-memfd-users", "x") == 2
 
 
 # ---------------------------------------------------------------------------------------------
@@ -303,7 +307,7 @@ def test_chunk_lines_sizes_the_work_items(tmp_path, eight_lines, chunk_lines, si
     cfg = config_for("--audit", eight_lines, "--output-dir", tmp_path, "--chunk-lines", chunk_lines)
     with TestPipeline() as p:
         built = graph.build(p, cfg)
-        assert_that(built.documents | beam.Map(len), equal_to(sizes))
+        assert_that(built.documents["audit"] | beam.Map(len), equal_to(sizes))
 
 
 def test_spread_chunks_adds_a_shuffle_and_changes_no_document(tmp_path, eight_lines):
@@ -364,10 +368,10 @@ def test_allowed_lateness_decides_whether_a_late_pod_create_still_resolves_the_a
     falco = [json.loads(line) for line in (chain / "falco.json").read_bytes().splitlines()]
     elements = [e for doc in ecs_docs(audit, falco) for e in correlate.extract(doc)]
     # Only the pod create may tell the pod's SA: the pod-claim facts of the SA's own tokens are left out.
-    create = [e for e in elements if e[0] == "F" and e[3] == "pod_create"]
+    create = [e for e in elements if isinstance(e, correlate.PodFact) and e.source == "pod_create"]
     assert len(create) == 1
-    on_time = [e for e in elements if e[0] != "F"]
-    alert_ms = next(time_of(e) for e in on_time if e[0] == "A" and SHELL_ALERT in e)
+    on_time = [e for e in elements if not isinstance(e, correlate.PodFact)]
+    alert_ms = next(e.t_ms for e in on_time if isinstance(e, correlate.AlertSeen) and e.alert_id == SHELL_ALERT)
     stream = (TestStream()
               .add_elements([TimestampedValue(e, time_of(e) / 1000) for e in sorted(on_time, key=time_of)])
               .advance_watermark_to((alert_ms + 35 * 60_000) / 1000)

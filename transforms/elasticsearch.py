@@ -102,6 +102,8 @@ class EsSettings:
     retry_initial: float = 0.2
     retry_max: float = 20.0
     indices: tuple[tuple[str, str], ...] = tuple(DEFAULT_INDICES.items())
+    # Backfill re-runs: skip ids already anywhere in the data stream (transforms.dedupe).
+    dedupe_existing: bool = False
 
     def index_for(self, kind: str) -> str:
         return dict(self.indices)[kind]
@@ -319,6 +321,10 @@ class BulkWriteFn(beam.DoFn):
         self._prefixes: dict[str, bytes] = {
             kind: b'{"create":{"_index":' + orjson.dumps(index) + b',"_id":'
             for kind, index in self._settings.indices}
+        self._dedupe = None
+        if self._settings.dedupe_existing:
+            from transforms.dedupe import ExistingIds
+            self._dedupe = ExistingIds(self._client, dict(self._settings.indices))
 
     def start_bundle(self):
         self._batch = _Batch()
@@ -327,6 +333,8 @@ class BulkWriteFn(beam.DoFn):
 
     def process(self, element):
         items = element if isinstance(element, list) else [element]
+        if self._dedupe is not None:
+            items = self._dedupe.drop_present(items, self._count)
         batch = self._batch
         prefixes = self._prefixes
         received = self._received

@@ -14,8 +14,6 @@ Counters: ``events.<source>`` (documents made), ``dead.parse``, ``dead.normalise
 from __future__ import annotations
 
 import gc
-import logging
-import time
 from dataclasses import dataclass, field
 
 import apache_beam as beam
@@ -23,14 +21,14 @@ import orjson
 from apache_beam.metrics import Metrics
 
 from transforms import correlate, hunts
+from transforms.progress import ProgressWriter
+from transforms.timerange import PLACES, TimeRange
 from transforms.ecs import NormaliseError, Normaliser
 from transforms.original import add_original
 from transforms.parse import ParseError, records
 from transforms.records import CORRELATION, DEAD_LETTER, METRICS_NAMESPACE, SOURCES, dead_letter
 from transforms.sink import SinkItem
 
-log = logging.getLogger("kubehunt.progress")
-PROGRESS_EVERY_S = 15.0
 
 
 @dataclass(frozen=True)
@@ -42,6 +40,10 @@ class ProcessSettings:
     correlate: bool = True
     correlation_window_ms: int = 30 * 60_000
     keep_original: bool = False    # --keep-original: event.original (transforms/original.py)
+    # Backfills: only events inside the range are written (transforms.timerange); None = everything.
+    time_range: TimeRange | None = None
+    # A directory the driver polls for progress (pipeline.progress); None or absent here = no reports.
+    progress_dir: str | None = None
 
 
 class ProcessChunkFn(beam.DoFn):
@@ -57,9 +59,11 @@ class ProcessChunkFn(beam.DoFn):
         self._events = {s: Metrics.counter(METRICS_NAMESPACE, f"events.{s}") for s in SOURCES}
         self._dead_counters: dict[str, object] = {}
         self._hunt_counters: dict[str, object] = {}
-        # Progress for long runs: each worker logs its own running totals every PROGRESS_EVERY_S.
-        self._started = self._last_report = time.monotonic()
-        self._done = 0
+        self._range = self._settings.time_range
+        self._outside = {(place, s): Metrics.counter(METRICS_NAMESPACE, f"outside.{place}.{s}")
+                         for place in PLACES for s in SOURCES}
+        # Progress for long runs: running totals in a file the driver reads (pipeline.progress).
+        self._progress = ProgressWriter.maybe(self._settings.progress_dir)
         # Everything alive now (modules, compiled mappings and hunts, the runner's own objects) lives
         # as long as the worker: moving it out of the collector's generations makes the frequent
         # collections that millions of short-lived documents trigger cheaper (~4% of CPU, measured
@@ -114,6 +118,14 @@ class ProcessChunkFn(beam.DoFn):
                     dead.append(dead_letter("normalise", str(err), record, source=source, origin=origin,
                                             line=first + offset))
                     continue
+                if self._range is not None:
+                    place = self._range.place(doc)
+                    if place:  # outside the backfill's range: counted, never written (transforms.timerange)
+                        self._outside[place, source].inc()
+                        if extract is not None:
+                            joined = self._range.join_only(place, doc, tag, extract)
+                            correlation.extend(joined if scope is None else [e for e in joined if scope.keep(e)])
+                        continue
                 if self._settings.keep_original:
                     add_original(doc, line, record, len(recs) > 1)
                 for hunt_id in tag(doc):
@@ -131,12 +143,8 @@ class ProcessChunkFn(beam.DoFn):
                 out.append(SinkItem(source, doc["event"]["id"], body))
         out = self._catalogue.settle_requests(out, hunt_hits)  # one match per request (transforms.hunts.requests)
         self._events[source].inc(len(out))
-        self._done += len(lines)
-        now = time.monotonic()
-        if now - self._last_report >= PROGRESS_EVERY_S:
-            self._last_report = now
-            log.info("progress: %s lines processed by this worker (%.0f lines/s), now in %s",
-                     f"{self._done:,}", self._done / (now - self._started), origin)
+        if self._progress is not None:
+            self._progress.add(origin, sum(map(len, lines)), len(lines), len(out), len(dead))
         for hunt_id, count in hunt_hits.items():
             self._hunt_counter(hunt_id).inc(count)
         for letter in dead:
