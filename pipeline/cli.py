@@ -75,6 +75,8 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--index", metavar="PATTERN", help="index / data stream pattern to search (default: the "
                         "hunt's data streams, logs-kubernetes.audit_logs-* or logs-falco.alerts-*)")
     add_es_arguments(report)
+    from pipeline import follow
+    follow.add_parser(sub)
     return parser
 
 
@@ -144,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "report":
             from pipeline.report import cmd_report
             return cmd_report(args)
+        if args.command == "follow":
+            from pipeline.follow import cmd_follow
+            return cmd_follow(args)
     except (ConfigError, InputError, EsConfigError) as err:
         print(f"kubehunt: error: {err}", file=sys.stderr)
         return 2

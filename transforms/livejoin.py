@@ -1,0 +1,183 @@
+"""The service-account join, incrementally, for `kubehunt follow` (one process, state in a file).
+
+It gives the answer of ``transforms.correlate.CorrelateByServiceAccount`` over the same elements
+(from ``correlate.extract``): the same pod -> SA rule (``correlate.decide``), the same window
+(t <= action time <= t + window, inclusive) and the same incident documents
+(``correlate.build_incident``). What differs is when: after each interval, every alert whose inputs
+changed is rebuilt and, if its content changed, re-emitted with a higher version (versions only move
+forward; the Elasticsearch sink writes incidents with external versions).
+
+Memory is bounded by time, not uptime. The watermark is the latest event time seen; alerts are
+dropped once t + window + lateness is behind it, actions once they can join no alert still to come
+(time < watermark - window - lateness), and pod -> SA facts once they were last seen more than
+``fact_retention`` (default window + lateness) ago and no live alert of their pod needs them. So an
+input later than ``lateness`` behind the newest one may miss a join the batch run makes; and a pod
+created longer than ``fact_retention`` before its alert is resolved from newer facts (token pod
+claims, ``--pods``) only. The whole state is plain data, pickled into the state file.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from transforms.correlate import SA_SOURCES, base_version, build_incident, decide
+
+# `--pods` facts carry no time: like the batch join's inventory facts they count as "long before
+# the alert" and lose every time tie-break.
+TIMELESS = -(2 ** 62)
+
+
+@dataclass
+class JoinState:
+    watermark: int = -(2 ** 63)
+    alerts: dict = field(default_factory=dict)     # alert id -> {ns, pod, t, rule, res, sig, version}
+    actions: dict = field(default_factory=dict)    # sa -> {event id: (t, id, verb, resource, hunts, confirms)}
+    facts: dict = field(default_factory=dict)      # (ns, pod) -> {(source, sa): [earliest, last seen]}
+    unresolved: int = 0                             # alerts expired without an SA
+
+
+class IncrementalJoin:
+    def __init__(self, window_ms: int, lateness_ms: int, assume_default: bool = False,
+                 inventory: list[tuple[str, str, str]] = (), fact_retention_ms: int | None = None,
+                 state: JoinState | None = None):
+        self.window_ms, self.lateness_ms, self.assume_default = window_ms, lateness_ms, assume_default
+        self.fact_retention_ms = window_ms + lateness_ms if fact_retention_ms is None else fact_retention_ms
+        self.inventory: dict = {}
+        for ns, pod, sa in inventory:
+            self.inventory.setdefault((ns, pod), {})[("inventory", sa)] = TIMELESS
+        self.state = state or JoinState()
+        self._dirty: set[str] = set()
+        # The watermark moves once per interval (in `advance`), not per element: one interval's inputs
+        # from several files arrive in no particular order, and none of them is late for another.
+        self._newest = self.state.watermark
+        # Derived indexes (rebuilt from the state on load).
+        self._by_sa: dict[str, set] = {}
+        self._by_pod: dict[tuple, set] = {}
+        for alert_id, alert in self.state.alerts.items():
+            self._index(alert_id, alert)
+
+    def _index(self, alert_id: str, alert: dict) -> None:
+        self._by_pod.setdefault((alert["ns"], alert["pod"]), set()).add(alert_id)
+        if alert["res"] is not None:
+            self._by_sa.setdefault(alert["res"][0], set()).add(alert_id)
+
+    def add(self, elements) -> None:
+        s, w = self.state, self.window_ms
+        newest = self._newest
+        for element in elements:
+            kind = element[0]
+            if kind == "A":
+                _, ns, pod, t_ms, alert_id, rule = element
+                newest = max(newest, t_ms)
+                if alert_id in s.alerts or t_ms + w + self.lateness_ms < s.watermark:
+                    continue  # the same alert twice, or too late to join anything still held
+                alert = s.alerts[alert_id] = {"ns": ns, "pod": pod, "t": t_ms, "rule": rule, "res": None,
+                                              "sig": None, "version": None}
+                self._index(alert_id, alert)
+                self._dirty.add(alert_id)
+            elif kind == "E":
+                _, sa, t_ms, event_id, *rest = element
+                newest = max(newest, t_ms)
+                by_id = s.actions.setdefault(sa, {})
+                if event_id in by_id:
+                    continue
+                by_id[event_id] = (t_ms, event_id, *rest)
+                for alert_id in self._by_sa.get(sa, ()):
+                    a_ms = s.alerts[alert_id]["t"]
+                    if a_ms <= t_ms <= a_ms + w:
+                        self._dirty.add(alert_id)
+            elif kind == "F":
+                _, ns, pod, source, sa, t_ms = element
+                newest = max(newest, t_ms)
+                facts = s.facts.setdefault((ns, pod), {})
+                known = facts.get((source, sa))
+                if known is None or t_ms < known[0]:
+                    facts[(source, sa)] = [t_ms, max(t_ms, known[1]) if known else t_ms]
+                    self._dirty.update(self._by_pod.get((ns, pod), ()))
+                else:
+                    known[1] = max(known[1], t_ms)
+            else:
+                raise ValueError(f"unknown correlation element kind {kind!r}")
+        self._newest = newest
+
+    def _facts(self, ns: str, pod: str) -> dict:
+        facts = {key: times[0] for key, times in self.state.facts.get((ns, pod), {}).items()}
+        for key, t_ms in self.inventory.get((ns, pod), {}).items():
+            facts.setdefault(key, t_ms)
+        return facts
+
+    def advance(self) -> list[dict]:
+        """Rebuild the alerts whose inputs changed; -> incident documents that are new or changed."""
+        s, w = self.state, self.window_ms
+        out = []
+        for alert_id in sorted(self._dirty):
+            alert = s.alerts.get(alert_id)
+            if alert is None:
+                continue
+            best = decide(self._facts(alert["ns"], alert["pod"]), alert["ns"], alert["t"], w, self.assume_default)
+            if best != alert["res"]:
+                if alert["res"] is not None:
+                    self._by_sa.get(alert["res"][0], set()).discard(alert_id)
+                alert["res"] = best
+                if best is not None:
+                    self._by_sa.setdefault(best[0], set()).add(alert_id)
+            if best is None:
+                continue
+            sa, source, rank = best
+            a_ms = alert["t"]
+            hits = [e for e in s.actions.get(sa, {}).values() if a_ms <= e[0] <= a_ms + w]
+            resolution = ("R", 0, sa, source, rank, alert["ns"], alert["pod"], a_ms, alert["rule"])
+            doc = build_incident(alert_id, resolution, [("P", sa, hits)], 0)
+            if doc is None:
+                continue
+            inc = doc["kubehunt"]["incident"]
+            sig = (sa, source, inc["confirmed"], tuple(inc["audit_event_ids"]))
+            if sig == alert["sig"]:
+                continue
+            version = base_version(inc["action_count"], rank)
+            if alert["version"] is not None:
+                version = max(version, alert["version"] + 1)
+            inc["version"] = version
+            alert["sig"], alert["version"] = sig, version
+            out.append(doc)
+        self._dirty.clear()
+        s.watermark = max(s.watermark, self._newest)
+        self._expire()
+        return out
+
+    def _expire(self) -> None:
+        s = self.state
+        horizon = s.watermark - self.window_ms - self.lateness_ms
+        for alert_id in [a for a, alert in s.alerts.items() if alert["t"] < horizon]:
+            alert = s.alerts.pop(alert_id)
+            if alert["res"] is None:
+                s.unresolved += 1
+            else:
+                self._by_sa.get(alert["res"][0], set()).discard(alert_id)
+            pod_alerts = self._by_pod.get((alert["ns"], alert["pod"]))
+            if pod_alerts is not None:
+                pod_alerts.discard(alert_id)
+                if not pod_alerts:
+                    del self._by_pod[(alert["ns"], alert["pod"])]
+        for sa in list(s.actions):
+            kept = {k: e for k, e in s.actions[sa].items() if e[0] >= horizon}
+            if kept:
+                s.actions[sa] = kept
+            else:
+                del s.actions[sa]
+        fact_horizon = s.watermark - self.fact_retention_ms
+        for pod in list(s.facts):
+            if pod in self._by_pod:
+                continue  # a live alert of this pod may be re-decided: keep what decided it
+            kept = {k: v for k, v in s.facts[pod].items() if v[1] >= fact_horizon}
+            if kept:
+                s.facts[pod] = kept
+            else:
+                del s.facts[pod]
+
+    def sizes(self) -> dict[str, int]:
+        s = self.state
+        return {"alerts": len(s.alerts), "actions": sum(len(v) for v in s.actions.values()),
+                "pods": len(s.facts)}
+
+
+__all__ = ["IncrementalJoin", "JoinState", "SA_SOURCES", "TIMELESS"]
