@@ -53,6 +53,8 @@ def _parser() -> argparse.ArgumentParser:
                          description="Read audit logs and Falco alerts, normalise to ECS, tag hunts, correlate "
                                      "by service account and write to Elasticsearch (or --output-dir).")
     add_run_arguments(run)
+    from pipeline import streaming
+    streaming.add_arguments(run)
 
     setup = sub.add_parser("setup", help="install index templates, data streams, incidents and dead-letter "
                                          "indices (idempotent)")
@@ -87,6 +89,9 @@ def cmd_run(args, beam_args: list[str]) -> int:
     from pipeline.options import beam_options, config_from_args
     from pipeline.summary import Summary, counters_from_result
 
+    from pipeline import streaming
+    if streaming.requested(args, beam_args):
+        return streaming.cmd_run(args, beam_args)
     cfg = config_from_args(args)
     options = beam_options(beam_args)
     sink = f"files in {cfg.output_dir}" if cfg.output_dir else f"Elasticsearch {', '.join(cfg.es.hosts)}"

@@ -37,6 +37,8 @@ log = logging.getLogger("kubehunt.follow")
 STATE_FILE = "follow-state.pickle"
 STATE_FORMAT = 1
 IDLE_REPORT_S = 60.0
+# A source with no new lines for this many intervals no longer holds the join's watermark back.
+IDLE_INTERVALS = 2
 
 
 def add_parser(sub) -> None:
@@ -70,6 +72,10 @@ def add_parser(sub) -> None:
     c.add_argument("--fact-retention", type=_duration, metavar="DURATION",
                    help="how long a pod -> service-account fact is kept after it was last seen (default: "
                         "window + lateness; longer resolves alerts of long-lived pods from their create event)")
+    c.add_argument("--incident-update-interval", type=_duration, default=timedelta(seconds=30),
+                   metavar="DURATION", help="an open incident's small changes (a few more actions) are written at "
+                   "most this often; a new, re-attributed or confirmed incident, or a doubling of its actions, "
+                   "at once (default 30s)")
     c.add_argument("--assume-default-sa", action="store_true")
     c.add_argument("--no-correlation", dest="correlate", action="store_false")
     add_hunt_arguments(p)
@@ -272,7 +278,7 @@ def cmd_follow(args) -> int:
 
     tail_state, join_state, seq = load_state(args.state_dir)
     join = IncrementalJoin(cfg.window_ms, cfg.lateness_ms, args.assume_default_sa, cfg.inventory,
-                           cfg.fact_retention_ms, join_state)
+                           cfg.fact_retention_ms, join_state, args.incident_update_interval.total_seconds())
     tailer = Tailer(cfg.sources, args.chunk_lines, args.max_line_bytes)
     interval = args.interval.total_seconds()
     started = time.monotonic()
@@ -289,12 +295,15 @@ def cmd_follow(args) -> int:
         log.info("kubehunt follow: %s -> %s, state in %s, every %.1fs (resuming after interval %d)",
                  cfg.sources, sink.description, args.state_dir, interval, seq)
         intervals = 0
+        idle: dict[str, int] = {}
         last_report = 0.0
         before = metrics.totals()
         try:
             while True:
                 t0 = time.monotonic()
                 new_tail, chunks, dead, backlog = tailer.poll(tail_state)
+                for source in cfg.sources:
+                    idle[source] = 0 if source in tailer.grown else idle.get(source, IDLE_INTERVALS) + 1
                 documents, correlation = [], []
                 for chunk in chunks:
                     lines_read[chunk.source].inc(len(chunk.lines))
@@ -310,7 +319,10 @@ def cmd_follow(args) -> int:
                 incidents = []
                 if args.correlate:
                     join.add(correlation)
-                    incidents = join.advance()
+                    # On the way out (SIGTERM, --max-intervals) every pending incident change is written.
+                    last = stop.is_set() or bool(args.max_intervals and intervals + 1 >= args.max_intervals)
+                    incidents = join.advance({s for s, n in idle.items() if n <= IDLE_INTERVALS},
+                                             now=time.time(), flush=last)
                 busy = bool(chunks or dead or incidents)
                 if busy:
                     seq += 1

@@ -7,11 +7,12 @@ It gives the answer of ``transforms.correlate.CorrelateByServiceAccount`` over t
 changed is rebuilt and, if its content changed, re-emitted with a higher version (versions only move
 forward; the Elasticsearch sink writes incidents with external versions).
 
-Memory is bounded by time, not uptime. The watermark is the latest event time seen; alerts are
-dropped once t + window + lateness is behind it, actions once they can join no alert still to come
+Memory is bounded by time, not uptime. The watermark is the newest event time of the slowest source
+still being written (a source idle for a few intervals does not hold it back); alerts are dropped
+once t + window + lateness is behind it, actions once they can join no alert still to come
 (time < watermark - window - lateness), and pod -> SA facts once they were last seen more than
 ``fact_retention`` (default window + lateness) ago and no live alert of their pod needs them. So an
-input later than ``lateness`` behind the newest one may miss a join the batch run makes; and a pod
+input later than ``lateness`` behind the watermark may miss a join the batch run makes; and a pod
 created longer than ``fact_retention`` before its alert is resolved from newer facts (token pod
 claims, ``--pods``) only. The whole state is plain data, pickled into the state file.
 """
@@ -33,22 +34,24 @@ class JoinState:
     actions: dict = field(default_factory=dict)    # sa -> {event id: (t, id, verb, resource, hunts, confirms)}
     facts: dict = field(default_factory=dict)      # (ns, pod) -> {(source, sa): [earliest, last seen]}
     unresolved: int = 0                             # alerts expired without an SA
+    newest: dict = field(default_factory=dict)      # source -> newest event time seen
 
 
 class IncrementalJoin:
     def __init__(self, window_ms: int, lateness_ms: int, assume_default: bool = False,
                  inventory: list[tuple[str, str, str]] = (), fact_retention_ms: int | None = None,
-                 state: JoinState | None = None):
+                 state: JoinState | None = None, update_every_s: float = 30.0):
         self.window_ms, self.lateness_ms, self.assume_default = window_ms, lateness_ms, assume_default
         self.fact_retention_ms = window_ms + lateness_ms if fact_retention_ms is None else fact_retention_ms
         self.inventory: dict = {}
         for ns, pod, sa in inventory:
             self.inventory.setdefault((ns, pod), {})[("inventory", sa)] = TIMELESS
         self.state = state or JoinState()
+        self.update_every_s = update_every_s
         self._dirty: set[str] = set()
         # The watermark moves once per interval (in `advance`), not per element: one interval's inputs
         # from several files arrive in no particular order, and none of them is late for another.
-        self._newest = self.state.watermark
+        self._newest = dict(self.state.newest)
         # Derived indexes (rebuilt from the state on load).
         self._by_sa: dict[str, set] = {}
         self._by_pod: dict[tuple, set] = {}
@@ -62,21 +65,23 @@ class IncrementalJoin:
 
     def add(self, elements) -> None:
         s, w = self.state, self.window_ms
-        newest = self._newest
+        newest_alert = self._newest.get("falco", -(2 ** 63))
+        newest_audit = self._newest.get("audit", -(2 ** 63))
         for element in elements:
             kind = element[0]
             if kind == "A":
                 _, ns, pod, t_ms, alert_id, rule = element
-                newest = max(newest, t_ms)
+                newest_alert = max(newest_alert, t_ms)
                 if alert_id in s.alerts or t_ms + w + self.lateness_ms < s.watermark:
                     continue  # the same alert twice, or too late to join anything still held
                 alert = s.alerts[alert_id] = {"ns": ns, "pod": pod, "t": t_ms, "rule": rule, "res": None,
-                                              "sig": None, "version": None}
+                                              "sig": None, "version": None, "emitted_at": 0.0,
+                                              "pending": False}
                 self._index(alert_id, alert)
                 self._dirty.add(alert_id)
             elif kind == "E":
                 _, sa, t_ms, event_id, *rest = element
-                newest = max(newest, t_ms)
+                newest_audit = max(newest_audit, t_ms)
                 by_id = s.actions.setdefault(sa, {})
                 if event_id in by_id:
                     continue
@@ -87,7 +92,7 @@ class IncrementalJoin:
                         self._dirty.add(alert_id)
             elif kind == "F":
                 _, ns, pod, source, sa, t_ms = element
-                newest = max(newest, t_ms)
+                newest_audit = max(newest_audit, t_ms)
                 facts = s.facts.setdefault((ns, pod), {})
                 known = facts.get((source, sa))
                 if known is None or t_ms < known[0]:
@@ -97,7 +102,9 @@ class IncrementalJoin:
                     known[1] = max(known[1], t_ms)
             else:
                 raise ValueError(f"unknown correlation element kind {kind!r}")
-        self._newest = newest
+        for source, t_ms in (("falco", newest_alert), ("audit", newest_audit)):
+            if t_ms > -(2 ** 63):
+                self._newest[source] = t_ms
 
     def _facts(self, ns: str, pod: str) -> dict:
         facts = {key: times[0] for key, times in self.state.facts.get((ns, pod), {}).items()}
@@ -105,50 +112,93 @@ class IncrementalJoin:
             facts.setdefault(key, t_ms)
         return facts
 
-    def advance(self) -> list[dict]:
-        """Rebuild the alerts whose inputs changed; -> incident documents that are new or changed."""
-        s, w = self.state, self.window_ms
-        out = []
-        for alert_id in sorted(self._dirty):
+    def _resolve(self, alert_id: str, alert: dict):
+        best = decide(self._facts(alert["ns"], alert["pod"]), alert["ns"], alert["t"], self.window_ms,
+                      self.assume_default)
+        if best != alert["res"]:
+            if alert["res"] is not None:
+                self._by_sa.get(alert["res"][0], set()).discard(alert_id)
+            alert["res"] = best
+            if best is not None:
+                self._by_sa.setdefault(best[0], set()).add(alert_id)
+        return best
+
+    def _build(self, alert_id: str, alert: dict) -> dict | None:
+        if alert["res"] is None:
+            return None
+        sa, source, rank = alert["res"]
+        a_ms, w = alert["t"], self.window_ms
+        hits = [e for e in self.state.actions.get(sa, {}).values() if a_ms <= e[0] <= a_ms + w]
+        resolution = ("R", 0, sa, source, rank, alert["ns"], alert["pod"], a_ms, alert["rule"])
+        return build_incident(alert_id, resolution, [("P", sa, hits)], 0)
+
+    def _emit(self, alert: dict, doc: dict, out: list, now: float) -> None:
+        inc = doc["kubehunt"]["incident"]
+        version = base_version(inc["action_count"], alert["res"][2])
+        if alert["version"] is not None:
+            version = max(version, alert["version"] + 1)
+        inc["version"] = version
+        alert["sig"] = (alert["res"][0], alert["res"][1], inc["confirmed"], inc["action_count"])
+        alert["version"], alert["emitted_at"], alert["pending"] = version, now, False
+        out.append(doc)
+
+    def advance(self, active: set[str] | None = None, now: float = 0.0, flush: bool = False) -> list[dict]:
+        """Rebuild the alerts whose inputs changed; -> incident documents to write (new versions).
+
+        ``active``: the sources still being written (None: all). The watermark is the newest time of
+        the slowest active source, so a source that is behind in a burst holds it back, while an idle
+        one (e.g. Falco, quiet for hours) does not keep the audit events of those hours in memory.
+
+        An incident is written at once when it appears, changes SA or source, is confirmed, or its
+        action count doubles (so the bytes of all versions stay linear in its actions); smaller
+        changes wait until ``update_every_s`` (wall clock, ``now``) has passed since its last version,
+        until it closes, or until ``flush`` (shutdown).
+        """
+        s = self.state
+        out: list[dict] = []
+        candidates = set(self._dirty) | {a for a, alert in s.alerts.items() if alert.get("pending")}
+        for alert_id in sorted(candidates):
             alert = s.alerts.get(alert_id)
             if alert is None:
                 continue
-            best = decide(self._facts(alert["ns"], alert["pod"]), alert["ns"], alert["t"], w, self.assume_default)
-            if best != alert["res"]:
-                if alert["res"] is not None:
-                    self._by_sa.get(alert["res"][0], set()).discard(alert_id)
-                alert["res"] = best
-                if best is not None:
-                    self._by_sa.setdefault(best[0], set()).add(alert_id)
-            if best is None:
-                continue
-            sa, source, rank = best
-            a_ms = alert["t"]
-            hits = [e for e in s.actions.get(sa, {}).values() if a_ms <= e[0] <= a_ms + w]
-            resolution = ("R", 0, sa, source, rank, alert["ns"], alert["pod"], a_ms, alert["rule"])
-            doc = build_incident(alert_id, resolution, [("P", sa, hits)], 0)
+            if alert_id in self._dirty:
+                self._resolve(alert_id, alert)
+            doc = self._build(alert_id, alert)
             if doc is None:
+                alert["pending"] = False
                 continue
             inc = doc["kubehunt"]["incident"]
-            sig = (sa, source, inc["confirmed"], tuple(inc["audit_event_ids"]))
-            if sig == alert["sig"]:
+            sa, source, _ = alert["res"]
+            sig = (sa, source, inc["confirmed"], inc["action_count"])
+            last = alert["sig"]
+            if sig == last:
+                alert["pending"] = False
                 continue
-            version = base_version(inc["action_count"], rank)
-            if alert["version"] is not None:
-                version = max(version, alert["version"] + 1)
-            inc["version"] = version
-            alert["sig"], alert["version"] = sig, version
-            out.append(doc)
+            significant = (last is None or last[:3] != sig[:3]
+                           or sig[3].bit_length() > last[3].bit_length())
+            if significant or flush or now - alert.get("emitted_at", 0.0) >= self.update_every_s:
+                self._emit(alert, doc, out, now)
+            else:
+                alert["pending"] = True
         self._dirty.clear()
-        s.watermark = max(s.watermark, self._newest)
-        self._expire()
+        s.newest = dict(self._newest)
+        held = [t for src, t in s.newest.items() if active is None or src in active]
+        if held:
+            s.watermark = max(s.watermark, min(held))
+        elif s.newest:
+            s.watermark = max(s.watermark, max(s.newest.values()))
+        self._expire(out, now)
         return out
 
-    def _expire(self) -> None:
+    def _expire(self, out: list, now: float) -> None:
         s = self.state
         horizon = s.watermark - self.window_ms - self.lateness_ms
         for alert_id in [a for a, alert in s.alerts.items() if alert["t"] < horizon]:
-            alert = s.alerts.pop(alert_id)
+            alert = s.alerts[alert_id]
+            if alert.get("pending"):
+                # Closing: its last change is written now (the final version).
+                self._emit(alert, self._build(alert_id, alert), out, now)
+            del s.alerts[alert_id]
             if alert["res"] is None:
                 s.unresolved += 1
             else:

@@ -127,13 +127,16 @@ class Tailer:
         self._budget = max(max_bytes_per_poll, max_line_bytes + 1)
 
     def poll(self, state: TailState, now: float | None = None):
-        """-> (new state, chunks, dead letters, backlog): backlog is True when a file has more to read."""
+        """-> (new state, chunks, dead letters, backlog): backlog is True when a file has more to read.
+
+        ``self.grown`` is then the set of sources that had new bytes in this poll."""
         now = time.time() if now is None else now
         new = copy.deepcopy(state)
         chunks: list[Chunk] = []
         dead: list[dict] = []
         backlog = False
         present: set[str] = set()
+        self.grown: set[str] = set()
         for source, patterns in self._sources.items():
             for path in list_files(patterns):
                 try:
@@ -144,7 +147,10 @@ class Tailer:
                 if key in present:
                     continue  # the same file under two patterns or names
                 present.add(key)
+                before = len(chunks) + len(dead)
                 more = self._read(new, key, source, path, st.st_size, now, chunks, dead)
+                if len(chunks) + len(dead) > before or more:
+                    self.grown.add(source)
                 backlog = backlog or more
         self._forget_vanished(new, present, now)
         return new, chunks, dead, backlog
