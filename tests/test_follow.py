@@ -92,7 +92,7 @@ def test_join_state_is_bounded_by_the_window_whatever_the_uptime():
     join = IncrementalJoin(WINDOW_MS, LATENESS_MS)
     sa = "system:serviceaccount:a:web"
     peak = 0
-    for minute in range(8 * 60):  # 8 hours of a request every 6 s, an alert and a pod claim a minute
+    for minute in range(4 * 60):  # 4 hours (6 x the window) of a request every 6 s, an alert and a pod claim a minute
         t0 = minute * MINUTE
         elements = [("E", sa, t0 + s * 6000, f"e-{minute}-{s}", "get", "pods", (), False) for s in range(10)]
         elements += [("A", "a", f"pod-{minute}", t0, f"alert-{minute}", "r"),

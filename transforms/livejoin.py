@@ -123,14 +123,16 @@ class IncrementalJoin:
                 self._by_sa.setdefault(best[0], set()).add(alert_id)
         return best
 
-    def _build(self, alert_id: str, alert: dict) -> dict | None:
+    def _hits(self, alert: dict) -> list:
+        a_ms, w = alert["t"], self.window_ms
+        return [e for e in self.state.actions.get(alert["res"][0], {}).values() if a_ms <= e[0] <= a_ms + w]
+
+    def _build(self, alert_id: str, alert: dict, hits: list | None = None) -> dict | None:
         if alert["res"] is None:
             return None
         sa, source, rank = alert["res"]
-        a_ms, w = alert["t"], self.window_ms
-        hits = [e for e in self.state.actions.get(sa, {}).values() if a_ms <= e[0] <= a_ms + w]
-        resolution = ("R", 0, sa, source, rank, alert["ns"], alert["pod"], a_ms, alert["rule"])
-        return build_incident(alert_id, resolution, [("P", sa, hits)], 0)
+        resolution = ("R", 0, sa, source, rank, alert["ns"], alert["pod"], alert["t"], alert["rule"])
+        return build_incident(alert_id, resolution, [("P", sa, self._hits(alert) if hits is None else hits)], 0)
 
     def _emit(self, alert: dict, doc: dict, out: list, now: float) -> None:
         inc = doc["kubehunt"]["incident"]
@@ -163,21 +165,21 @@ class IncrementalJoin:
                 continue
             if alert_id in self._dirty:
                 self._resolve(alert_id, alert)
-            doc = self._build(alert_id, alert)
-            if doc is None:
+            if alert["res"] is None:
                 alert["pending"] = False
                 continue
-            inc = doc["kubehunt"]["incident"]
+            # The signature is cheap; the document (timestamps formatted per action) only when written.
+            hits = self._hits(alert)
             sa, source, _ = alert["res"]
-            sig = (sa, source, inc["confirmed"], inc["action_count"])
+            sig = (sa, source, any(e[5] for e in hits), len({e[1] for e in hits}))
             last = alert["sig"]
-            if sig == last:
+            if sig == last or not hits:
                 alert["pending"] = False
                 continue
             significant = (last is None or last[:3] != sig[:3]
                            or sig[3].bit_length() > last[3].bit_length())
             if significant or flush or now - alert.get("emitted_at", 0.0) >= self.update_every_s:
-                self._emit(alert, doc, out, now)
+                self._emit(alert, self._build(alert_id, alert, hits), out, now)
             else:
                 alert["pending"] = True
         self._dirty.clear()
