@@ -261,11 +261,11 @@ def cmd_run(args, beam_args: list[str]) -> int:
 
     cfg, scfg = config_from_args(args, beam_args)
     options = beam_options(beam_args)
+    pipeline = beam.Pipeline(options=options)
+    build(pipeline, cfg, scfg)  # first: a source that cannot be built is a configuration error
     if cfg.setup_destinations:
         from pipeline.setup import ensure_destinations
         ensure_destinations(cfg.es)
-    pipeline = beam.Pipeline(options=options)
-    build(pipeline, cfg, scfg)
     logging.getLogger("kubehunt").info("kubehunt run --streaming: %s -> Elasticsearch %s",
                                        [s for s, _ in scfg.sources], ", ".join(cfg.es.hosts))
     result = pipeline.run()

@@ -243,6 +243,8 @@ def test_follow_through_bursts_rotation_and_kill_9_indexes_every_line_once_and_f
     for source in ("audit", "falco"):
         ids = _ids(es, idx[source])
         assert len(ids) == len(set(ids)) == written[source]
+    # The restarted process's books balance (what it replayed counts as already present).
+    assert json.loads((tmp_path / "summary.json").read_text())["balanced"]
 
     # The batch answer over the same files (the rotated one now gzip-compressed).
     assert run_cli("run", "--audit", audit_dir, "--falco", falco_dir, "--pods", pods,

@@ -141,7 +141,8 @@ def _closed_port() -> int:
 
 def test_kafka_without_a_reachable_expansion_service_fails_fast_naming_the_requirement(capsys):
     code = run_cli("run", "--audit-topic", "audit", "--falco-topic", "falco", "--kafka-bootstrap-servers",
-                   "127.0.0.1:9092", "--kafka-expansion-service", f"127.0.0.1:{_closed_port()}", "--streaming")
+                   "127.0.0.1:9092", "--kafka-expansion-service", f"127.0.0.1:{_closed_port()}", "--no-setup",
+                   "--streaming")
     err = capsys.readouterr().err
     assert code == 2
     assert "--audit-topic audit" in err and "expansion service" in err
