@@ -317,10 +317,10 @@ def cmd_follow(args) -> int:
                             documents.extend(out)
                 dead_read.inc(sum(1 for d in dead if d["kubehunt"]["dead_letter"]["stage"] == "read"))
                 incidents = []
+                # On the way out (SIGTERM, --max-intervals) every pending incident change is written.
+                last = stop.is_set() or bool(args.max_intervals and intervals + 1 >= args.max_intervals)
                 if args.correlate:
                     join.add(correlation)
-                    # On the way out (SIGTERM, --max-intervals) every pending incident change is written.
-                    last = stop.is_set() or bool(args.max_intervals and intervals + 1 >= args.max_intervals)
                     incidents = join.advance({s for s, n in idle.items() if n <= IDLE_INTERVALS},
                                              now=time.time(), flush=last)
                 busy = bool(chunks or dead or incidents)
@@ -343,8 +343,10 @@ def cmd_follow(args) -> int:
                     delta = {k: totals.get(k, 0) - before.get(k, 0) for k in totals}
                     before = totals
                     log.info(_progress_line(seq, delta, len(incidents), join.sizes(), now - t0, backlog))
-                if stop.is_set() or (args.max_intervals and intervals >= args.max_intervals):
+                if (stop.is_set() and last) or (args.max_intervals and intervals >= args.max_intervals):
                     break
+                if stop.is_set():
+                    continue  # the signal came during this interval: one more, that flushes, then out
                 if not backlog:
                     stop.wait(max(0.0, interval - (time.monotonic() - t0)))
                     if stop.is_set() and not args.max_intervals:

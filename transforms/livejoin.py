@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from transforms.correlate import SA_SOURCES, base_version, build_incident, decide
+from transforms.correlate import base_version, build_incident, decide
 
 # `--pods` facts carry no time: like the batch join's inventory facts they count as "long before
 # the alert" and lose every time tie-break.
@@ -232,4 +232,4 @@ class IncrementalJoin:
                 "pods": len(s.facts)}
 
 
-__all__ = ["IncrementalJoin", "JoinState", "SA_SOURCES", "TIMELESS"]
+__all__ = ["IncrementalJoin", "JoinState", "TIMELESS"]
