@@ -119,7 +119,7 @@ class Tailer:
     """Find new lines in watched files; see the module docstring."""
 
     def __init__(self, sources: dict[str, list[str]], chunk_lines: int, max_line_bytes: int,
-                 max_bytes_per_poll: int = 32 * 1024 * 1024):
+                 max_bytes_per_poll: int = 8 * 1024 * 1024):
         self._sources = sources
         self._chunk_lines = chunk_lines
         self._max_line_bytes = max_line_bytes
