@@ -35,7 +35,7 @@ books do not balance (read != written + dead-lettered).
 # Subcommands defined in their own modules: name -> (pipeline module, function).
 COMMANDS = {"kibana": ("kibana", "cmd_kibana"), "search": ("search", "cmd_search"),
             "incidents": ("search", "cmd_incidents"), "rules": ("rules", "cmd_rules"),
-            "sigma": ("sigma", "cmd_sigma")}
+            "sigma": ("sigma", "cmd_sigma"), "follow": ("follow", "cmd_follow")}
 
 
 class _NoAbbrevParser(argparse.ArgumentParser):
@@ -62,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
                          description="Read audit logs and Falco alerts, normalise to ECS, tag hunts, correlate "
                                      "by service account and write to Elasticsearch (or --output-dir).")
     add_run_arguments(run)
+    from pipeline import streaming
+    streaming.add_arguments(run)
 
     from pipeline import backfill
     backfill.add_parser(sub)
@@ -87,8 +89,8 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--index", metavar="PATTERN", help="index / data stream pattern to search (default: the "
                         "hunt's data streams, logs-kubernetes.audit_logs-* or logs-falco.alerts-*)")
     add_es_arguments(report)
-    from pipeline import kibana, rules, search, sigma
-    for module in (kibana, search, rules, sigma):
+    from pipeline import follow, kibana, rules, search, sigma
+    for module in (kibana, search, rules, sigma, follow):
         module.add_parser(sub)
     return parser
 
@@ -98,6 +100,9 @@ def cmd_run(args, beam_args: list[str]) -> int:
     from pipeline.options import beam_options, config_from_args
     from pipeline.summary import Summary, redact_url
 
+    from pipeline import streaming
+    if streaming.requested(args, beam_args):
+        return streaming.cmd_run(args, beam_args)
     cfg = config_from_args(args)
     options = beam_options(beam_args)
     validate.validate_run(cfg)
