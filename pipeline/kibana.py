@@ -19,14 +19,14 @@ import os
 import sys
 from pathlib import Path
 from typing import TextIO
+from transforms.sources import ALL as SOURCE_REGISTRY
 
 CORE_MIGRATION_VERSION = "8.8.0"
 TYPE_MIGRATION_VERSION = {"index-pattern": "8.0.0", "search": "8.0.0", "dashboard": "8.9.0"}
 INDEX_REF = "kibanaSavedObjectMeta.searchSourceJSON.index"
-# source -> (data view id, index pattern, name)
+# source -> (data view id, index pattern, name); the event sources' come from the registry.
 DATA_VIEWS = {
-    "kubernetes.audit_logs": ("kubehunt-data-view-audit", "logs-kubernetes.audit_logs-*", "kubehunt: Kubernetes audit events"),
-    "falco.alerts": ("kubehunt-data-view-falco", "logs-falco.alerts-*", "kubehunt: Falco alerts"),
+    **{src.dataset: (src.data_view_id, src.index_pattern, src.title) for src in SOURCE_REGISTRY},
     "incidents": ("kubehunt-data-view-incidents", "kubehunt-incidents*", "kubehunt: incidents"),
     "dead_letters": ("kubehunt-data-view-dead-letters", "kubehunt-dead-letters*", "kubehunt: dead letters"),
 }

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import sys
 from typing import TextIO
+from transforms.sources import ALL as SOURCE_REGISTRY
 
-INDEX_PATTERNS = {"kubernetes.audit_logs": "logs-kubernetes.audit_logs-*", "falco.alerts": "logs-falco.alerts-*"}
+INDEX_PATTERNS = {src.dataset: src.index_pattern for src in SOURCE_REGISTRY}
 MISSING = "-"
 
 

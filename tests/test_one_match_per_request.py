@@ -25,7 +25,7 @@ def _run(lines: list[bytes]) -> list[dict]:
     docs = []
     for element in fn.process(("audit", "test.log", 1, lines)):
         if not isinstance(element, beam.pvalue.TaggedOutput):
-            docs += [orjson.loads(body) for _, _, body in element]
+            docs += [orjson.loads(item.body) for item in element]
     return docs
 
 

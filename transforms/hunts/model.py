@@ -16,15 +16,16 @@ from pathlib import Path
 from typing import Any, Callable
 
 import yaml
+from transforms.sources import ALL as SOURCE_REGISTRY
 
 
 class HuntError(ValueError):
     """A hunt file that cannot be loaded; the message starts with file[:line] and says why."""
 
 
-SOURCES = ("kubernetes.audit_logs", "falco.alerts")
-# Which raw source (transforms.records) feeds each hunt source, for running examples.
-RAW_SOURCE = {"kubernetes.audit_logs": "audit", "falco.alerts": "falco"}
+# A hunt's `source` is a dataset of the registry; its short name feeds the hunt's examples.
+SOURCES = tuple(src.dataset for src in SOURCE_REGISTRY)
+RAW_SOURCE = {src.dataset: src.name for src in SOURCE_REGISTRY}
 SEVERITIES = ("low", "medium", "high", "critical")
 HUNT_ID = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 LIST_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
