@@ -26,5 +26,6 @@ Done. Where to look:
   incidents           curl -s '$URL/kubehunt-incidents/_search?pretty'
   dead letters        curl -s '$URL/kubehunt-dead-letters/_search?pretty'
   rank a hunt         .venv/bin/kubehunt report secret-access --top 30
-  Kibana              import mappings/kibana/saved-searches.ndjson (Stack Management > Saved objects)
+  search a hunt       .venv/bin/kubehunt search pod-exec; .venv/bin/kubehunt incidents --confirmed
+  Kibana              .venv/bin/kubehunt kibana import --kibana-url URL (or kibana export --out FILE)
 TXT
