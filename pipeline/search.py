@@ -48,7 +48,8 @@ def _time_filter(args) -> list[dict]:
     return [{"range": {"@timestamp": bounds}}] if bounds else []
 
 
-def _get(doc: dict, dotted: str):
+def field_value(doc: dict, dotted: str):
+    """The value at a dotted path of a document's `_source`, or None (what a column shows)."""
     value = doc
     for part in dotted.split("."):
         if not isinstance(value, dict):
@@ -91,7 +92,7 @@ def _print(docs: list[dict], header: list[str], fields: list[str], fmt: str, out
         for doc in docs:
             out.write(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS).decode() + "\n")
         return
-    _table(header, [[_cell(_get(d, f)) for f in fields] for d in docs], out)
+    _table(header, [[_cell(field_value(d, f)) for f in fields] for d in docs], out)
 
 
 def cmd_search(args, out: TextIO | None = None) -> int:
@@ -141,8 +142,8 @@ def cmd_incidents(args, out: TextIO | None = None) -> int:
         _print(docs, [], [], "json", out)
         return 0
     for doc in docs:
-        _table([label for label, _ in INCIDENT_FIELDS], [[_cell(_get(doc, f)) for _, f in INCIDENT_FIELDS]], out)
-        actions = _get(doc, "kubehunt.incident.actions") or []
+        _table([label for label, _ in INCIDENT_FIELDS], [[_cell(field_value(doc, f)) for _, f in INCIDENT_FIELDS]], out)
+        actions = field_value(doc, "kubehunt.incident.actions") or []
         if actions:
             _table(["  action time", "verb", "resource", "event id"],
                    [[f"  {a.get('@timestamp', '-')}", _cell(a.get("verb")), _cell(a.get("resource")),

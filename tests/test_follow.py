@@ -43,21 +43,12 @@ def _summary(doc: dict) -> tuple:
             inc["confirmed"], tuple((a["@timestamp"], a["event_id"], a["verb"], a["resource"]) for a in inc["actions"]))
 
 
-def _latest(docs) -> dict[str, dict]:
-    out: dict[str, dict] = {}
-    for doc in docs:
-        known = out.get(doc["event"]["id"])
-        if known is None or doc["kubehunt"]["incident"]["version"] > known["kubehunt"]["incident"]["version"]:
-            out[doc["event"]["id"]] = doc
-    return out
-
-
 # ---------------------------------------------------------------------------------------------
 # The incremental join alone
 
 
 def test_incremental_join_fed_interval_by_interval_finds_the_scenarios_incidents(tmp_path):
-    from tests.test_correlate_scenario import ecs_docs, expected_summaries
+    from tests.test_correlate_scenario import ecs_docs, expected_summaries, latest
 
     scenario = generate(seed=7, hot_events=3000)
     merged = _merged(scenario)
@@ -82,7 +73,7 @@ def test_incremental_join_fed_interval_by_interval_finds_the_scenarios_incidents
     for doc in join.advance(flush=True):
         emitted.append(doc)
         versions.setdefault(doc["event"]["id"], []).append(doc["kubehunt"]["incident"]["version"])
-    got = sorted(_summary(d)[:5] for d in _latest(emitted).values())
+    got = sorted(_summary(d)[:5] for d in latest(emitted).values())
     assert got == expected_summaries(scenario)
     # Updated as actions arrive, and versions only move forward.
     assert any(len(v) > 1 for v in versions.values())

@@ -18,6 +18,7 @@ import mappings
 
 from transforms.ecs import Normaliser
 from transforms.hunts import HuntSettings, load_catalogue, load_hunts
+from pipeline.search import field_value
 
 FILE = mappings.path("kibana", "saved-searches.ndjson")
 HUNTS = load_hunts()
@@ -176,21 +177,12 @@ def test_saved_search_query_finds_the_hunts_seeded_documents(hunt, es, example_s
     columns = search["attributes"]["columns"]
     assert columns == [f for _, f in hunt.fields if f != "@timestamp"]
     caps = es.field_caps(index=index, fields=columns)["fields"]
-    own = [c for c in columns if any(_get(h["_source"], c) is not None for h in hits)]
+    own = [c for c in columns if any(field_value(h["_source"], c) is not None for h in hits)]
     assert len(own) * 2 >= len(columns), f"{hunt.id}: most columns are missing on its documents"
     for column in columns:
         assert column in caps, f"{hunt.id}: {column} is not mapped in {index}"
         if column not in own:
             assert es.count(index=index, query={"exists": {"field": column}})["count"] > 0, column
-
-
-def _get(doc: dict, dotted: str):
-    value = doc
-    for part in dotted.split("."):
-        if not isinstance(value, dict):
-            return None
-        value = value.get(part)
-    return value
 
 
 # ---------------------------------------------------------------------------------------------
