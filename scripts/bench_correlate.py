@@ -33,6 +33,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from transforms.correlate.messages import unpack  # noqa: E402  (the join's bags hold packed batches)
+
 HOT_SA = "system:serviceaccount:data:crawler"
 MINUTE = 60_000
 BASE_MS = 1_714_557_600_000  # 2024-05-01T10:00:00Z
@@ -195,7 +197,7 @@ def child(n: int, rate_per_hour: int, window_ms: int, lateness_ms: int, bundle: 
 
     def advance(watermark_ms):
         nonlocal peak_state
-        held = sum(len(b) for st in join.keys.values() for b in st["events"].items)
+        held = sum(len(unpack(b)) for st in join.keys.values() for b in st["events"].items)  # packed batches
         peak_state = max(peak_state, held)
         for stage in stages:
             deliver(stage, stage.fire(watermark_ms))

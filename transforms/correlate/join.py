@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import Callable
 
 import apache_beam as beam
-from apache_beam.coders import PickleCoder
+from apache_beam.coders import BytesCoder, PickleCoder
 from apache_beam.options.pipeline_options import StandardOptions
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import BagStateSpec, TimerSpec, on_timer
@@ -22,7 +22,7 @@ from apache_beam.transforms.window import GlobalWindow, TimestampedValue
 from apache_beam.utils.windowed_value import WindowedValue
 
 from transforms.correlate.incident import AssembleIncidentFn, CountIncidentsFn, CountUnresolvedFn
-from transforms.correlate.messages import Action, Actions, AlertCopy, AlertSeen, Pair, PodFact
+from transforms.correlate.messages import Action, Actions, AlertCopy, AlertSeen, Pair, PodFact, pack, unpack
 from transforms.correlate.resolve import UNRESOLVED, ReadPodInventoryFn, ResolvePodFn, ts
 
 
@@ -103,7 +103,7 @@ class JoinWindowFn(beam.DoFn):
     State per key is one bucket's actions, cleared by a timer at bucket end + window + lateness.
     """
 
-    EVENTS = BagStateSpec("events", PickleCoder())
+    EVENTS = BagStateSpec("events", BytesCoder())   # packed batches (messages.pack)
     ALERTS = BagStateSpec("alerts", PickleCoder())
     GC = TimerSpec("gc", TimeDomain.WATERMARK)
 
@@ -116,7 +116,7 @@ class JoinWindowFn(beam.DoFn):
         window = self._window_ms
         if type(value) is Actions:
             batch = value.items
-            events.add(batch)
+            events.add(pack(batch))
             for alert in alerts.read():
                 hits = [a for a in batch if alert.t_ms <= a.t_ms <= alert.t_ms + window]
                 if hits:
@@ -127,7 +127,7 @@ class JoinWindowFn(beam.DoFn):
                     return
             alerts.add(value)
             a_ms = value.t_ms
-            hits = [a for batch in events.read() for a in batch if a_ms <= a.t_ms <= a_ms + window]
+            hits = [a for blob in events.read() for a in unpack(blob) if a_ms <= a.t_ms <= a_ms + window]
             if hits:
                 yield value.alert_id, Pair(sa, hits)
         # Nothing that can still join this bucket arrives after its end + window + lateness.

@@ -5,6 +5,7 @@ the rest. Every record is a ``NamedTuple`` (cheap to build and to pickle, fields
 """
 from __future__ import annotations
 
+import pickle
 from typing import NamedTuple
 
 SA_PREFIX = "system:serviceaccount:"
@@ -75,3 +76,18 @@ class Pair(NamedTuple):
     """The actions of ``sa`` inside one alert's window (from one join bucket)."""
     sa: str
     actions: list
+
+
+# -- in state ------------------------------------------------------------------------------------
+
+def pack(value) -> bytes:
+    """A value as the join's bag states hold it: one opaque bytes object.
+
+    The SDK's state cache weighs every value it holds by walking it object by object (objsize), on
+    every read and write; a bucket's or an incident's records, thousands of small tuples, made that
+    walk the join's largest cost. Bytes are weighed at once and pickle in one copy."""
+    return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def unpack(blob: bytes):
+    return pickle.loads(blob)
