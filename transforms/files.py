@@ -2,9 +2,11 @@
 
 Each element is written where it is processed, durably, before the DoFn returns: a chunk of
 ``SinkItem`` becomes one file, single items (dead letters, incidents) are batched per bundle into
-one file written at the end of the bundle. A file is written under a temporary name and renamed
-into place, and its name is a digest of the ids it holds, so a retried bundle rewrites the same
-file instead of adding one, and a reader never sees half a file.
+one file written at the end of the bundle, or as soon as the batch holds ``SINGLES_BYTES`` (a
+bundle can be a whole input: the local runner's, whose incidents can be hundreds of megabytes).
+A file is written under a temporary name and renamed into place, and its name is a digest of the
+ids it holds, so a retried bundle (the same elements in the same order) rewrites the same files
+instead of adding some, and a reader never sees half a file.
 
 There is no finalisation step. Beam's ``WriteToText`` renames its bundle files in a separate
 stage fed by the names the bundles report; the ``multi_processing`` runner lost the output of
@@ -57,8 +59,12 @@ def write_atomically(path: str, items) -> None:
         raise
 
 
+SINGLES_BYTES = 16 * 1024 * 1024
+
+
 class WriteNdjsonFn(beam.DoFn):
-    """Chunks (lists of SinkItem) -> one file each; single SinkItems -> one file per bundle."""
+    """Chunks (lists of SinkItem) -> one file each; single SinkItems -> a file per bundle (or per
+    ``SINGLES_BYTES`` of them)."""
 
     def __init__(self, directory: str, name: str):
         self._directory = directory
@@ -81,19 +87,27 @@ class WriteNdjsonFn(beam.DoFn):
 
     def start_bundle(self):
         self._singles: dict[str, list] = {}
+        self._single_bytes: dict[str, int] = {}
 
     def process(self, element):
         if isinstance(element, list):
             if element:
                 self._write(element)
         else:
-            self._singles.setdefault(element.kind, []).append(element)
+            kind = element.kind
+            self._singles.setdefault(kind, []).append(element)
+            size = self._single_bytes[kind] = self._single_bytes.get(kind, 0) + len(element.body)
+            if size >= SINGLES_BYTES:
+                self._write_singles(kind)
+
+    def _write_singles(self, kind: str) -> None:
+        # Sorted so that the same items make the same file whatever order they came in.
+        self._write(sorted(self._singles.pop(kind), key=lambda i: i.id))
+        self._single_bytes.pop(kind, None)
 
     def finish_bundle(self):
-        for items in self._singles.values():
-            # Sorted so that the same items make the same file whatever order they came in.
-            self._write(sorted(items, key=lambda i: i.id))
-        self._singles = {}
+        for kind in list(self._singles):
+            self._write_singles(kind)
 
 
 class WriteNdjson(beam.PTransform):

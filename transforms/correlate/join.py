@@ -51,12 +51,14 @@ class RouteCorrelationElementsFn(beam.DoFn):
 
     Pod-name claims ride on every request of a pod's SA, so a hot pod would send one fact per request;
     facts are reduced per bundle to the earliest time per (pod, source, SA) (the only thing the
-    resolver keeps) before they are shuffled. Actions are batched per bundle and (SA, bucket): the
-    join then pays its state and timer costs once per batch, not once per event.
+    resolver keeps) before they are shuffled. Actions are batched per bundle and (SA, bucket), at
+    most ``BATCH`` to a batch: the join then pays its state and timer costs once per batch, not once
+    per event, and a bundle as large as a whole input (the local runner's) holds one batch per key.
     """
 
     POD = "pod"
     EVENTS = "events"
+    BATCH = 2000
 
     def __init__(self, bucket_ms: int):
         self._bucket_ms = bucket_ms
@@ -73,6 +75,9 @@ class RouteCorrelationElementsFn(beam.DoFn):
             if batch is None:
                 batch = self._events[key] = []
             batch.append(element)
+            if len(batch) >= self.BATCH:
+                del self._events[key]
+                yield self._batch(key, batch)
         elif kind is AlertSeen:
             yield beam.pvalue.TaggedOutput(self.POD, TimestampedValue(((element.ns, element.pod), element),
                                                                       ts(element.t_ms)))
@@ -90,10 +95,13 @@ class RouteCorrelationElementsFn(beam.DoFn):
                 ((fact.ns, fact.pod), fact), ts(fact.t_ms), [GlobalWindow()]))
         # Per-element cost is the enemy: a bundle's actions for one (SA, bucket) travel as one element.
         for key, batch in self._events.items():
-            yield beam.pvalue.TaggedOutput(self.EVENTS, WindowedValue(
-                (key, Actions(batch)), ts(min(a.t_ms for a in batch)), [GlobalWindow()]))
+            yield self._batch(key, batch)
         self._facts = {}
         self._events = {}
+
+    def _batch(self, key, batch: list):
+        return beam.pvalue.TaggedOutput(self.EVENTS, WindowedValue(
+            (key, Actions(batch)), ts(min(a.t_ms for a in batch)), [GlobalWindow()]))
 
 
 class JoinWindowFn(beam.DoFn):
