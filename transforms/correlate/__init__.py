@@ -12,14 +12,15 @@ guarantees and the measurements. The modules, in data-flow order:
 - ``resolve``   stage 1, keyed by pod: which SA the alert's pod runs as (facts, ``--pods`` inventory);
 - ``join``      stage 2, keyed by (SA, time bucket): the symmetric interval join; ``STAGES``, the one
                 definition of the wiring, and ``CorrelateByServiceAccount``;
-- ``incident``  stage 3, keyed by alert: the incident documents and their versions.
+- ``incident``  stage 3, keyed by alert: the incident documents and their versions;
+- ``batch``     the same three steps on GroupByKeys, for bounded inputs (``join.BATCH_STAGES``).
 """
 from transforms.correlate.extract import (POD_CLAIM, ExtractJoinInputs, JoinScope, confirming_hunts, confirms,
                                           epoch_ms, extract, pod_service_account, service_account)
 from transforms.correlate.incident import (INCIDENT_DATASET, SEVERITY_CANDIDATE, SEVERITY_CONFIRMED,
                                            AssembleIncidentFn, CountIncidentsFn, CountUnresolvedFn,
                                            base_version, build_incident, iso_ms)
-from transforms.correlate.join import (STAGES, CorrelateByServiceAccount, JoinSettings, JoinStage, JoinWindowFn,
+from transforms.correlate.join import (BATCH_STAGES, STAGES, CorrelateByServiceAccount, JoinSettings, JoinStage, JoinWindowFn,
                                        RouteCorrelationElementsFn, duration_ms, wire)
 from transforms.correlate.messages import (SA_PREFIX, SA_SOURCES, TIMELESS, Action, Actions, AlertCopy, AlertSeen,
                                            Pair, PodFact, Resolution)
@@ -30,7 +31,7 @@ __all__ = [
     "POD_CLAIM", "confirming_hunts", "ExtractJoinInputs", "JoinScope", "confirms", "epoch_ms", "extract",
     "pod_service_account", "service_account", "INCIDENT_DATASET", "SEVERITY_CANDIDATE", "SEVERITY_CONFIRMED",
     "AssembleIncidentFn", "CountIncidentsFn", "CountUnresolvedFn", "base_version", "build_incident", "iso_ms",
-    "STAGES", "CorrelateByServiceAccount", "JoinSettings", "JoinStage", "JoinWindowFn",
+    "BATCH_STAGES", "STAGES", "CorrelateByServiceAccount", "JoinSettings", "JoinStage", "JoinWindowFn",
     "RouteCorrelationElementsFn", "duration_ms", "wire", "SA_PREFIX", "SA_SOURCES", "TIMELESS", "Action",
     "Actions", "AlertCopy", "AlertSeen", "Pair", "PodFact", "Resolution", "UNRESOLVED", "InventoryError",
     "ReadPodInventoryFn", "ResolvePodFn", "buckets", "decide", "inventory_service_accounts",

@@ -1,7 +1,8 @@
 """The join's stages and their wiring: route -> resolve (``resolve``) -> interval join -> assemble
 (``incident``). ``STAGES`` is the one definition of the wiring: ``CorrelateByServiceAccount`` builds
 the Beam graph from it, and the benchmark's harness (``scripts/bench_correlate.py``) drives the same
-DoFns through the same channels.
+DoFns through the same channels. A bounded input without early versions takes ``BATCH_STAGES``
+(``batch``): the same router, then resolve, join and assemble on two GroupByKeys instead of keyed state.
 
 Every stateful stage runs in the global window with event-time timers only for garbage collection,
 so it behaves the same on batch and streaming runners.
@@ -21,8 +22,9 @@ from apache_beam.transforms.userstate import BagStateSpec, TimerSpec, on_timer
 from apache_beam.transforms.window import GlobalWindow, TimestampedValue
 from apache_beam.utils.windowed_value import WindowedValue
 
+from transforms.correlate.batch import JoinAndAssembleFn, ResolvePodGroupFn, ShareActionsFn
 from transforms.correlate.incident import AssembleIncidentFn, CountIncidentsFn, CountUnresolvedFn
-from transforms.correlate.messages import Action, Actions, AlertCopy, AlertSeen, Pair, PodFact, pack, unpack
+from transforms.correlate.messages import Action, Actions, AlertCopy, AlertSeen, Pair, PodFact, unpack
 from transforms.correlate.resolve import UNRESOLVED, ReadPodInventoryFn, ResolvePodFn, ts
 
 
@@ -101,7 +103,7 @@ class RouteCorrelationElementsFn(beam.DoFn):
 
     def _batch(self, key, batch: list):
         return beam.pvalue.TaggedOutput(self.EVENTS, WindowedValue(
-            (key, Actions(batch)), ts(min(a.t_ms for a in batch)), [GlobalWindow()]))
+            (key, Actions.of(batch)), ts(min(a.t_ms for a in batch)), [GlobalWindow()]))
 
 
 class JoinWindowFn(beam.DoFn):
@@ -124,7 +126,7 @@ class JoinWindowFn(beam.DoFn):
         window = self._window_ms
         if type(value) is Actions:
             batch = value.items
-            events.add(pack(batch))
+            events.add(value.packed)
             for alert in alerts.read():
                 hits = [a for a in batch if alert.t_ms <= a.t_ms <= alert.t_ms + window]
                 if hits:
@@ -157,7 +159,8 @@ class JoinStage:
     make: Callable[[JoinSettings], beam.DoFn]
     inputs: tuple[str, ...]
     outputs: tuple[tuple[str | None, str], ...]   # (tag or MAIN, channel)
-    key_type: object = None                        # a deterministic key coder for stateful stages
+    key_type: object = None                        # a deterministic key coder for keyed stages
+    grouped: bool = False                          # the DoFn takes (key, values) from a GroupByKey
 
 
 STAGES: tuple[JoinStage, ...] = (
@@ -177,6 +180,21 @@ STAGES: tuple[JoinStage, ...] = (
 )
 
 
+_POD_KEY = typing.Tuple[typing.Tuple[str, str], typing.Any]
+_BUCKET_KEY = typing.Tuple[typing.Tuple[str, int], typing.Any]
+
+BATCH_STAGES: tuple[JoinStage, ...] = (
+    STAGES[0],
+    JoinStage("ResolvePodServiceAccount",
+              lambda s: ResolvePodGroupFn(s.window_ms, s.bucket_ms, s.assume_default_sa),
+              ("by_pod", "inventory"), ((MAIN, "resolved"), (UNRESOLVED, "unresolved")), _POD_KEY, grouped=True),
+    JoinStage("ShareActionsWithEarlierBuckets", lambda s: ShareActionsFn(s.window_ms, s.bucket_ms),
+              ("actions",), ((MAIN, "shared_actions"),)),
+    JoinStage("JoinAndAssembleIncidents", lambda s: JoinAndAssembleFn(s.window_ms),
+              ("resolved", "shared_actions"), ((MAIN, "versions"),), _BUCKET_KEY, grouped=True),
+)
+
+
 def wire(stages, channels: dict, settings: JoinSettings) -> dict:
     """Apply ``stages`` to the named PCollections in ``channels``; returns every channel."""
     channels = dict(channels)
@@ -188,6 +206,8 @@ def wire(stages, channels: dict, settings: JoinSettings) -> dict:
             pcoll = inputs | f"{stage.label}Inputs" >> beam.Flatten().with_output_types(stage.key_type)
         else:
             (pcoll,) = inputs
+        if stage.grouped:
+            pcoll = pcoll | f"{stage.label}Group" >> beam.GroupByKey()
         tags = [tag for tag, _ in stage.outputs if tag is not MAIN]
         main = next((name for tag, name in stage.outputs if tag is MAIN), "main")
         out = pcoll | stage.label >> beam.ParDo(stage.make(settings)).with_outputs(*tags, main=main)
@@ -231,6 +251,7 @@ class CorrelateByServiceAccount(beam.PTransform):
             channels["inventory"] = (elements.pipeline
                                      | "PodInventoryPath" >> beam.Create([self._pods_file])
                                      | "ReadPodInventory" >> beam.ParDo(ReadPodInventoryFn()))
-        channels = wire(STAGES, channels, settings)
+        bounded = not elements.pipeline.options.view_as(StandardOptions).streaming
+        channels = wire(BATCH_STAGES if bounded and not settings.early else STAGES, channels, settings)
         channels["unresolved"] | "CountUnresolvedAlerts" >> beam.ParDo(CountUnresolvedFn())
         return channels["versions"] | "CountIncidents" >> beam.ParDo(CountIncidentsFn())

@@ -50,8 +50,18 @@ class PodFact(NamedTuple):
 # -- between the stages --------------------------------------------------------------------------
 
 class Actions(NamedTuple):
-    """One bundle's actions of one (SA, time bucket): the join pays its state cost once per batch."""
-    items: list
+    """One bundle's actions of one (SA, time bucket), packed (``pack``): the join pays its state cost
+    once per batch, the stateful join keeps the bytes as they came, and a runner that holds a
+    shuffle decoded (the local one) holds one bytes object instead of thousands of tuples."""
+    packed: bytes
+
+    @classmethod
+    def of(cls, actions: list) -> "Actions":
+        return cls(pack(actions))
+
+    @property
+    def items(self) -> list:
+        return unpack(self.packed)
 
 
 class AlertCopy(NamedTuple):
