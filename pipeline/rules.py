@@ -16,7 +16,9 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-INDEX = {"kubernetes.audit_logs": ["logs-kubernetes.audit_logs-*"], "falco.alerts": ["logs-falco.alerts-*"]}
+from transforms.sources import ALL as SOURCE_REGISTRY
+
+INDEX = {s.dataset: [s.index_pattern] for s in SOURCE_REGISTRY}
 RISK_SEVERITY = {"low": "low", "medium": "medium", "high": "high", "critical": "critical"}
 
 
