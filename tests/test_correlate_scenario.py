@@ -1,4 +1,4 @@
-"""Escalation chains against known ground truth (scripts/gen_scenario.py) and a brute-force oracle,
+"""Escalation chains against known ground truth (tests/builders/scenario.py) and a brute-force oracle,
 in batch (TestPipeline) and in streaming (TestStream: shuffled arrival, data late within the allowed
 lateness, early incident versions)."""
 from __future__ import annotations
@@ -16,7 +16,7 @@ from apache_beam.testing.test_stream import TestStream
 from apache_beam.testing.util import assert_that
 from apache_beam.transforms.window import TimestampedValue
 
-from scripts.gen_scenario import WINDOW_MS, generate, random_records
+from tests.builders.scenario import WINDOW_MS, generate, random_records
 from transforms import correlate, hunts
 from transforms.correlate import CorrelateByServiceAccount
 from transforms.ecs import Normaliser, to_epoch_ms

@@ -17,7 +17,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from scripts.gen_scenario import MINUTE, generate
+from tests.builders.scenario import MINUTE, generate
 from tests.helpers import ROOT, read_ndjson, run_cli
 from transforms import correlate
 from transforms.correlate import Action, AlertSeen, PodFact

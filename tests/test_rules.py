@@ -65,7 +65,7 @@ def test_elastic_rules_carry_the_hunts_logic_never_kubehuntss_tags_and_the_impor
 
 @pytest.fixture(scope="module")
 def streams(es):
-    import scripts.gen_corpus as gen
+    import tests.builders.corpus as gen
     from elasticsearch import helpers
 
     from pipeline.setup import install_templates

@@ -23,7 +23,7 @@ from apache_beam.transforms.window import TimestampedValue
 from pipeline import streaming
 from pipeline.cli import _parser
 from pipeline.options import ConfigError, RunConfig
-from scripts.gen_scenario import MINUTE, generate
+from tests.builders.scenario import MINUTE, generate
 from tests.helpers import run_cli
 from tests.test_correlate_scenario import expected_summaries, latest, summary
 from transforms.ecs import to_epoch_ms
