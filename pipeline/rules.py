@@ -81,7 +81,8 @@ def flattened_fields() -> tuple[str, ...]:
 def export(fmt: str, settings) -> tuple[str, list[tuple[str, str]], list[tuple[str, str]]]:
     """(the export text, [(hunt id, why it was left out)], [(hunt id, approximation exported)])."""
     from transforms.hunts import load_hunts, resolve_lists
-    from transforms.hunts.lucene import Untranslatable, translate
+    from transforms.hunts.lucene import translate
+    from transforms.hunts.translate import Untranslatable
 
     hunts = load_hunts(settings)
     lists = resolve_lists(hunts, settings)
