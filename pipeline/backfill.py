@@ -178,12 +178,11 @@ class Peeker:
 
 
 def plan(cfg, rng, *, slack_ms: int, tz: str | None, peek=None) -> list:
-    from transforms.records import AUDIT, FALCO
     from transforms.timerange import plan_files
 
     peek = peek or Peeker(max_line_bytes=cfg.max_line_bytes)
     out = []
-    for source, patterns in ((AUDIT, cfg.audit), (FALCO, cfg.falco)):
+    for source, patterns in cfg.inputs():
         if patterns:
             out += plan_files(source, list_files(patterns), rng, slack_ms=slack_ms, peek=peek, tz=tz)
     return out
@@ -315,9 +314,10 @@ def cmd_backfill(args, beam_args: list[str]) -> int:
             summary.write_json(cfg.summary_json)
         return EXIT_OK
 
-    paths = {s: tuple(p.file.path for p in todo if p.source == s) for s in ("audit", "falco")}
+    from transforms.records import SOURCES
+    paths = {s: tuple(p.file.path for p in todo if p.source == s) for s in SOURCES}
     staging = None
-    run_cfg = replace(cfg, audit=paths["audit"], falco=paths["falco"],
+    run_cfg = replace(cfg, **paths,
                       process=replace(cfg.process, time_range=rng),
                       es=replace(cfg.es, dedupe_existing=rerun))
     if cfg.output_dir:

@@ -46,6 +46,7 @@ class _NoAbbrevParser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     from pipeline.options import add_es_arguments, add_hunt_arguments, add_run_arguments
+    from transforms.sources import ALL as SOURCE_REGISTRY
 
     # allow_abbrev=False everywhere: `--es-password SECRET` must not be taken as an abbreviation of
     # `--es-password-file` (and then echoed in a "no such file" error).
@@ -87,7 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--top", type=int, default=30, metavar="N", help="rows to show (default 30)")
     report.add_argument("--since", metavar="DATE_MATH", help="only events after this (e.g. now-7d)")
     report.add_argument("--index", metavar="PATTERN", help="index / data stream pattern to search (default: the "
-                        "hunt's data streams, logs-kubernetes.audit_logs-* or logs-falco.alerts-*)")
+                        "hunt's data streams, " + " or ".join(s.index_pattern for s in SOURCE_REGISTRY) + ")")
     add_es_arguments(report)
     from pipeline import follow, kibana, rules, search, sigma
     for module in (kibana, search, rules, sigma, follow):
@@ -132,7 +133,8 @@ def _run(cfg, options, sink: str, max_dead_letter_ratio: float | None = None) ->
             ensure_destinations(cfg.es)
         else:
             validate.check_reachable(cfg.es)
-    log.info("kubehunt run: audit=%s falco=%s -> %s", list(cfg.audit), list(cfg.falco), sink)
+    from transforms.sources import NAMES
+    log.info("kubehunt run: %s -> %s", " ".join(f"{s}={list(getattr(cfg, s))}" for s in NAMES), sink)
     started = time.monotonic()
     temp_before = validate.temp_dirs(cfg.output_dir)
     pipeline = beam.Pipeline(options=options)

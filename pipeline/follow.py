@@ -32,6 +32,8 @@ from datetime import timedelta
 
 import orjson
 
+from transforms.records import SOURCES
+
 log = logging.getLogger("kubehunt.follow")
 
 STATE_FILE = "follow-state.pickle"
@@ -89,10 +91,11 @@ class _Config:
         from pipeline.options import ConfigError, es_settings_from_args, hunt_settings_from_args
         from transforms.process import ProcessSettings
 
-        if not args.audit and not args.falco:
-            raise ConfigError("nothing to follow: give --audit PATH... and/or --falco PATH...")
-        for flag, patterns in (("--audit", args.audit), ("--falco", args.falco)):
-            for pattern in patterns:
+        if not any(getattr(args, s) for s in SOURCES):
+            raise ConfigError("nothing to follow: give " + " and/or ".join(f"--{s} PATH..." for s in SOURCES))
+        for source in SOURCES:
+            flag = f"--{source}"
+            for pattern in getattr(args, source):
                 parent = pattern if os.path.isdir(pattern) else os.path.dirname(pattern.split("*")[0]) or "."
                 if not os.path.isdir(parent):
                     raise ConfigError(f"{flag} {pattern}: directory {parent} does not exist")
@@ -114,7 +117,7 @@ class _Config:
         if args.output_dir:
             os.makedirs(args.output_dir, exist_ok=True)
         self.args = args
-        self.sources = {s: list(p) for s, p in (("audit", args.audit), ("falco", args.falco)) if p}
+        self.sources = {s: list(getattr(args, s)) for s in SOURCES if getattr(args, s)}
         self.es = es_settings_from_args(args)
         self.process = ProcessSettings(hunts=hunt_settings_from_args(args), correlate=args.correlate)
         ms = lambda d: int(d.total_seconds() * 1000)  # noqa: E731
@@ -184,7 +187,7 @@ class _FileSink:
         self.description = f"files in {directory}"
         self._dir = directory
         self._counters = {k: Metrics.counter("kubehunt", f"written.{k}")
-                          for k in ("audit", "falco", "dead_letters", "incidents")}
+                          for k in (*SOURCES, "dead_letters", "incidents")}
 
     def _put(self, name: str, seq: int, lines: list[bytes]) -> None:
         path = os.path.join(self._dir, f"{name}-{seq:09d}.ndjson")
@@ -288,7 +291,7 @@ def cmd_follow(args) -> int:
         process = ProcessChunkFn(cfg.process)
         process.setup()
         from apache_beam.metrics import Metrics
-        lines_read = {s: Metrics.counter("kubehunt", f"lines_read.{s}") for s in ("audit", "falco")}
+        lines_read = {s: Metrics.counter("kubehunt", f"lines_read.{s}") for s in SOURCES}
         dead_read = Metrics.counter("kubehunt", "dead.read")
         incidents_total = Metrics.counter("kubehunt", "incidents.total")
         incidents_confirmed = Metrics.counter("kubehunt", "incidents.confirmed")
@@ -366,11 +369,11 @@ def cmd_follow(args) -> int:
 
 
 def _progress_line(seq: int, d: dict, incidents: int, sizes: dict, took: float, backlog: bool) -> str:
-    lines = {s: d.get(f"lines_read.{s}", 0) for s in ("audit", "falco")}
-    written = sum(d.get(f"written.{s}", 0) for s in ("audit", "falco"))
-    present = sum(d.get(f"present.{s}", 0) for s in ("audit", "falco"))
+    lines = " ".join(f"+{d.get(f'lines_read.{s}', 0):,} {s}" for s in SOURCES)
+    written = sum(d.get(f"written.{s}", 0) for s in SOURCES)
+    present = sum(d.get(f"present.{s}", 0) for s in SOURCES)
     dead = sum(v for k, v in d.items() if k.startswith("dead.") and not k.startswith("dead.index"))
-    return (f"interval {seq}: +{lines['audit']:,} audit +{lines['falco']:,} falco lines; "
+    return (f"interval {seq}: {lines} lines; "
             f"{written:,} indexed, {present:,} already present, {dead:,} dead-lettered; "
             f"{incidents:,} incident versions; held: {sizes['alerts']:,} alerts, {sizes['actions']:,} actions, "
             f"{sizes['pods']:,} pods; {took:.2f}s" + ("; backlog" if backlog else ""))

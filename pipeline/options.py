@@ -17,6 +17,7 @@ from transforms.elasticsearch import DEFAULT_INDICES, EsSettings
 from transforms.hunts import HuntSettings
 from transforms.process import ProcessSettings
 from transforms.read import DEFAULT_CHUNK_LINES, DEFAULT_MAX_LINE_BYTES, expand_patterns
+from transforms.sources import ALL as SOURCE_REGISTRY
 from transforms.split import DEFAULT_SPLIT_BYTES
 
 
@@ -26,6 +27,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class RunConfig:
+    # One field of input paths per source of transforms/sources.py (named as the source).
     audit: tuple[str, ...] = ()
     falco: tuple[str, ...] = ()
     pods: str | None = None
@@ -41,6 +43,10 @@ class RunConfig:
     assume_default_sa: bool = False
     setup_destinations: bool = True
     summary_json: str | None = None
+
+    def inputs(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """(source name, input paths) of every source, in the registry's order."""
+        return tuple((src.name, getattr(self, src.name)) for src in SOURCE_REGISTRY)
 
 
 def _duration(text: str) -> timedelta:
@@ -91,10 +97,9 @@ def add_es_arguments(parser: argparse.ArgumentParser) -> None:
                    help="bulk requests in flight per worker (default 2)")
     g.add_argument("--es-retry-deadline", type=_duration, default=timedelta(minutes=5), metavar="DURATION",
                    help="keep retrying 429/5xx/unreachable for this long before failing the bundle (default 5m)")
-    g.add_argument("--audit-index", default=DEFAULT_INDICES["audit"], metavar="NAME",
-                   help=f"destination of audit events (default {DEFAULT_INDICES['audit']})")
-    g.add_argument("--falco-index", default=DEFAULT_INDICES["falco"], metavar="NAME",
-                   help=f"destination of Falco alerts (default {DEFAULT_INDICES['falco']})")
+    for src in SOURCE_REGISTRY:
+        g.add_argument(src.index_option, default=DEFAULT_INDICES[src.name], metavar="NAME",
+                       help=f"destination of {src.what} (default {DEFAULT_INDICES[src.name]})")
     g.add_argument("--incidents-index", default=DEFAULT_INDICES["incidents"], metavar="NAME",
                    help=f"destination of incidents (default {DEFAULT_INDICES['incidents']})")
     g.add_argument("--dead-letter-index", default=DEFAULT_INDICES["dead_letters"], metavar="NAME",
@@ -136,7 +141,7 @@ def es_settings_from_args(args: argparse.Namespace) -> EsSettings:
         verify_certs=args.es_verify_certs, request_timeout=args.es_timeout,
         batch_docs=args.es_batch_docs, batch_bytes=args.es_batch_bytes, concurrency=args.es_concurrency,
         retry_deadline=args.es_retry_deadline.total_seconds(),
-        indices=(("audit", args.audit_index), ("falco", args.falco_index),
+        indices=(*((src.name, getattr(args, f"{src.name}_index")) for src in SOURCE_REGISTRY),
                  ("incidents", args.incidents_index), ("dead_letters", args.dead_letter_index)),
     )
 
@@ -212,10 +217,9 @@ def hunt_settings_from_args(args: argparse.Namespace) -> HuntSettings:
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("inputs")
-    g.add_argument("--audit", nargs="+", action="extend", default=[], metavar="PATH",
-                   help="Kubernetes audit logs: files, globs, directories; .gz/.bz2/.zst read transparently")
-    g.add_argument("--falco", nargs="+", action="extend", default=[], metavar="PATH",
-                   help="Falco JSON alerts (json_output or syslog lines carrying JSON), same forms as --audit")
+    for src in SOURCE_REGISTRY:
+        g.add_argument(f"--{src.name}", nargs="+", action="extend", default=[], metavar="PATH",
+                       help=src.input_help)
     g.add_argument("--pods", metavar="FILE", help="pod inventory from `kubectl get pods -A -o json`, to resolve "
                    "pod -> service account")
     g.add_argument("--chunk-lines", type=_positive_int, default=DEFAULT_CHUNK_LINES, metavar="N",
@@ -253,8 +257,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
-    if not args.audit and not args.falco:
-        raise ConfigError("nothing to read: give --audit PATH... and/or --falco PATH...")
+    if not any(getattr(args, src.name) for src in SOURCE_REGISTRY):
+        raise ConfigError("nothing to read: give "
+                          + " and/or ".join(f"--{src.name} PATH..." for src in SOURCE_REGISTRY))
     if args.pods:
         from transforms.correlate import InventoryError, inventory_service_accounts
         if not os.path.isfile(args.pods):
@@ -266,7 +271,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     if args.correlation_window <= timedelta(0):
         raise ConfigError("--correlation-window must be positive")
     return RunConfig(
-        audit=tuple(expand_patterns(args.audit)), falco=tuple(expand_patterns(args.falco)), pods=args.pods, output_dir=args.output_dir,
+        **{src.name: tuple(expand_patterns(getattr(args, src.name))) for src in SOURCE_REGISTRY},
+        pods=args.pods, output_dir=args.output_dir,
         es=es_settings_from_args(args),
         process=ProcessSettings(hunts=hunt_settings_from_args(args), correlate=args.correlate,
                                 correlation_window_ms=int(args.correlation_window.total_seconds() * 1000),

@@ -179,6 +179,6 @@ def watch_run(cfg, mode: str = "auto", interval_s: float = 15.0):
 
     from pipeline.backfill import list_files
 
-    files = list_files(list(cfg.audit) + list(cfg.falco))
+    files = list_files([path for _, paths in cfg.inputs() for path in paths])
     with watch(files, mode, interval_s) as watcher:
         yield replace(cfg, process=replace(cfg.process, progress_dir=watcher.directory))

@@ -156,7 +156,8 @@ def hunt_index(args, hunt) -> str:
     from transforms.elasticsearch import DEFAULT_INDICES
     if getattr(args, "index", None):
         return args.index
-    source = "audit" if hunt.source == "kubernetes.audit_logs" else "falco"
+    from transforms.sources import by_dataset
+    source = by_dataset(hunt.source).name
     chosen = getattr(args, f"{source}_index", None)
     if chosen and chosen != DEFAULT_INDICES[source]:
         return chosen

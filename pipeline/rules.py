@@ -16,7 +16,9 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-INDEX = {"kubernetes.audit_logs": ["logs-kubernetes.audit_logs-*"], "falco.alerts": ["logs-falco.alerts-*"]}
+from transforms.sources import ALL as SOURCE_REGISTRY
+
+INDEX = {s.dataset: [s.index_pattern] for s in SOURCE_REGISTRY}
 RISK_SEVERITY = {"low": "low", "medium": "medium", "high": "high", "critical": "critical"}
 
 
@@ -79,7 +81,8 @@ def flattened_fields() -> tuple[str, ...]:
 def export(fmt: str, settings) -> tuple[str, list[tuple[str, str]], list[tuple[str, str]]]:
     """(the export text, [(hunt id, why it was left out)], [(hunt id, approximation exported)])."""
     from transforms.hunts import load_hunts, resolve_lists
-    from transforms.hunts.lucene import Untranslatable, translate
+    from transforms.hunts.lucene import translate
+    from transforms.hunts.translate import Untranslatable
 
     hunts = load_hunts(settings)
     lists = resolve_lists(hunts, settings)

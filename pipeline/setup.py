@@ -8,7 +8,8 @@ What it installs (all from data files in ``mappings/``):
    stem being the name;
 2. optionally (``--ilm-policy``) the ILM policy ``ilm/kubehunt-30d-delete.json``, attached to the
    event data streams' backing indices;
-3. the event data streams (audit, Falco) when an index template makes them data streams;
+3. the event data streams (one per source of ``transforms.sources``) when an index template makes
+   them data streams;
 4. the incidents and dead-letter indices with their mappings (``indices/*.json``), under the
    configured names.
 
@@ -27,6 +28,7 @@ import logging
 from pathlib import Path
 
 from transforms.elasticsearch import DEAD_LETTERS, INCIDENTS, EsConfigError, EsSettings, describe_error
+from transforms.sources import NAMES as SOURCE_NAMES
 
 log = logging.getLogger("kubehunt.setup")
 
@@ -235,7 +237,7 @@ def ensure_destinations(settings: EsSettings, *, ilm_policy: bool = False) -> di
         try:
             changed += install_pipelines(client, only_changed=True)
             changed += install_templates(client, only_changed=True)
-            streams = [settings.index_for(k) for k in ("audit", "falco")]
+            streams = [settings.index_for(k) for k in SOURCE_NAMES]
             for stream in streams:
                 made = _ensure_stream(client, stream)
                 if made:

@@ -30,11 +30,12 @@ import time
 from pipeline.options import ConfigError, RunConfig
 from pipeline.summary import redact_url, redact_urls_in
 from transforms.elasticsearch import EsSettings
+from transforms.sources import ALL as SOURCE_REGISTRY
 
-OPTION_OF = {"audit": "--audit-index", "falco": "--falco-index", "incidents": "--incidents-index",
+OPTION_OF = {**{s.name: s.index_option for s in SOURCE_REGISTRY}, "incidents": "--incidents-index",
              "dead_letters": "--dead-letter-index"}
 # Which index template (mappings/templates/index/<name>.json) each event destination is meant for.
-_TEMPLATE_OF = {"audit": "kubehunt-kubernetes.audit_logs", "falco": "kubehunt-falco.alerts"}
+_TEMPLATE_OF = {s.name: s.index_template for s in SOURCE_REGISTRY}
 # Elasticsearch's index name rules (docs: "Create index API", path parameters).
 _FORBIDDEN_CHARS = set('\\/*?"<>| ,#:')
 MAX_INDEX_NAME_BYTES = 255

@@ -5,7 +5,7 @@
     .venv/bin/python scripts/bench.py --events 400000 --growth 100000 400000 --es-url http://127.0.0.1:9202
     .venv/bin/python scripts/bench.py --quick                  # CI smoke test: it runs, figures meaningless
 
-One corpus from the project's own generator (``scripts/gen_corpus.py generate_bench``: real-shaped
+One corpus from the project's own generator (``tests/builders/corpus.py generate_bench``: real-shaped
 bodies, a hot service account, Falco alert bursts with planted chains, a pod inventory). Printed:
 
   machine     cores, memory, load average (the machine may be shared: compare ratios, not rates)
@@ -55,7 +55,7 @@ def load() -> str:
 
 def make_corpus(path: Path, events: int) -> int:
     """The audit part of the benchmark corpus at ``path`` (used by scripts/bench_es.py); returns its size."""
-    from scripts.gen_corpus import generate_bench
+    from tests.builders.corpus import generate_bench
 
     audit, _, _ = generate_bench(events)
     with path.open("wb") as fh:
@@ -197,7 +197,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.events, args.growth = 3000, [1000, 3000]
-    from scripts.gen_corpus import write_bench_corpus
+    from tests.builders.corpus import write_bench_corpus
 
     rows: list[str] = []
 
@@ -212,7 +212,7 @@ def main(argv=None) -> int:
         size = paths["audit"].stat().st_size
         alerts = sum(1 for _ in paths["falco"].open("rb"))
         show(f"corpus: {args.events:,} audit events ({size / args.events:,.0f} bytes/event, {size / 2**20:,.0f} MiB), "
-             f"{alerts:,} Falco alerts, pod inventory; scripts/gen_corpus.py generate_bench(seed=7)")
+             f"{alerts:,} Falco alerts, pod inventory; tests/builders/corpus.py generate_bench(seed=7)")
         base = floor(paths["audit"])
         fr = base["events_per_s"]
         show(f"{'floor (floor_ecs.py)':<28}{fr:>10,.0f} events/s   1.00x   peak RSS {base['rss_sum_mib']:,.0f} MiB")

@@ -1,6 +1,6 @@
 """Normalisation cost on a realistic corpus, next to the hand-written floor measured in the same run.
 
-The corpus is the project's own seeded generator (`scripts/gen_corpus.py`: real-shaped request and
+The corpus is the project's own seeded generator (`tests/builders/corpus.py`: real-shaped request and
 response bodies); the floor is `../shared/bench/floor_ecs.py` (orjson loads, ~25-field ECS document by
 hand, four hunt predicates, dumps) on the same audit file. Reported: µs per event of
 `Normaliser.to_ecs` alone and of parse + to_ecs + orjson.dumps per line, and the floor's µs per line,
@@ -26,7 +26,7 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from scripts.gen_corpus import generate, generate_falco  # noqa: E402
+from tests.builders.corpus import generate, generate_falco  # noqa: E402
 from transforms.ecs import Normaliser  # noqa: E402
 from transforms.parse import records  # noqa: E402
 

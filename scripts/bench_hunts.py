@@ -24,8 +24,8 @@ from transforms.hunts import Catalogue, HuntSettings, load_catalogue  # noqa: E4
 
 
 def _gen():
-    import scripts.gen_corpus
-    return scripts.gen_corpus
+    import tests.builders.corpus
+    return tests.builders.corpus
 
 
 def best(fn, repeat: int) -> float:

@@ -1,6 +1,6 @@
 """A three-day corpus cut the way real nodes cut it, for the backfill tests.
 
-Audit events (``scripts/gen_scenario.py``'s builder) from 2026-01-14 00:00Z to 2026-01-17 00:00Z, split
+Audit events (``tests/builders/scenario.py``'s builder) from 2026-01-14 00:00Z to 2026-01-17 00:00Z, split
 at kube-apiserver rotations into ``audit-<rotation time>.log.gz`` plus the live ``audit.log``; Falco
 alerts split by logrotate (dateext) into ``falco.json-YYYYMMDD.gz`` plus the live ``falco.json``.
 Planted: an alert in pod ``shop/web-1`` two minutes before ``UNTIL``, its service account's actions at
@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import gzip
 import json
-import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-
-from gen_scenario import _Builder  # noqa: E402
+from tests.builders.scenario import Builder
 
 MINUTE = 60_000
 START = datetime(2026, 1, 14, tzinfo=timezone.utc)
@@ -37,7 +34,7 @@ ROTATIONS = sorted([START + timedelta(hours=8 * i) for i in range(1, 9)]
 
 
 def build(out: Path, per_hour: int = 40, seed: int = 11) -> dict:
-    b = _Builder(seed)
+    b = Builder(seed)
     rng = b.rng
     hours = 72
     for h in range(hours):

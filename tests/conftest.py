@@ -93,6 +93,20 @@ def es(es_url):
 
 
 @pytest.fixture
+def streams(es, unique_name):
+    """This test's own event data streams (`logs-<dataset>-t<unique>`, matched by our index templates),
+    by source name, with the templates installed."""
+    from pipeline.setup import install_templates
+    from transforms.sources import ALL
+
+    install_templates(es)
+    names = {src.name: f"logs-{src.dataset}-t{unique_name}" for src in ALL}
+    yield names
+    for name in names.values():
+        es.options(ignore_status=404).indices.delete_data_stream(name=name)
+
+
+@pytest.fixture
 def unique_name(request):
     """A short unique lowercase token for index / data-stream names of one test. Afterwards, the data
     streams and indices whose names carry it are deleted, so the shared node (and an analyst's

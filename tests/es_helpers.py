@@ -17,6 +17,17 @@ from transforms.elasticsearch import EsSettings, WriteToElasticsearch
 ES_SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "elasticsearch.sh"
 
 
+def bulk_create(es, stream: str, docs: list[dict]) -> list[dict]:
+    """Index `docs` with op_type=create; return every item that failed for another reason than 409
+    (a 409 is the same event id twice: the idempotent re-delivery the ids are designed for)."""
+    if not docs:
+        return []
+    body = b"".join(orjson.dumps({"create": {"_index": stream, "_id": d["event"]["id"]}}) + b"\n" +
+                    orjson.dumps(d) + b"\n" for d in docs)
+    resp = es.bulk(operations=body, refresh=True)
+    return [item["create"] for item in resp["items"] if item["create"]["status"] not in (200, 201, 409)]
+
+
 class ScriptNode:
     """An extra Elasticsearch instance of scripts/elasticsearch.sh (its own port and instance name,
     given as the script's environment), never the shared node."""

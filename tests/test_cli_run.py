@@ -359,7 +359,7 @@ def test_allowed_lateness_decides_whether_a_late_pod_create_still_resolves_the_a
     from apache_beam.testing.util import assert_that
     from apache_beam.transforms.window import TimestampedValue
 
-    from tests.test_correlate_scenario import ecs_docs, streaming_options, time_of
+    from tests.helpers import ecs_docs, streaming_options, time_of
     from transforms import correlate
 
     cfg = config_for(*chain_args(chain), "--output-dir", tmp_path, "--allowed-lateness", lateness)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from scripts.gen_scenario import BASE_MS, _Builder, iso_us
+from tests.builders.scenario import BASE_MS, Builder, iso_us
 from transforms import correlate
 from transforms.correlate import decide, epoch_ms, extract, service_account
 from transforms.ecs import Normaliser, to_epoch_ms
@@ -12,7 +12,7 @@ NORMALISER = Normaliser()
 
 
 def audit_doc(**kwargs) -> dict:
-    b = _Builder(1)
+    b = Builder(1)
     b.audit(BASE_MS, **kwargs)
     return NORMALISER.to_ecs("audit", b.scenario.audit[0])
 
@@ -71,7 +71,7 @@ def test_a_pod_claim_is_a_fact_about_the_pod_in_the_accounts_namespace():
 
 
 def test_generate_name_pod_create_takes_its_name_from_the_response_and_defaults_the_account():
-    b = _Builder(2)
+    b = Builder(2)
     b.pod_create(BASE_MS, "batch", "worker-x8k2p", None, generate_name=True)
     doc = NORMALISER.to_ecs("audit", b.scenario.audit[0])
     facts = [e for e in extract(doc) if isinstance(e, correlate.PodFact)]
@@ -80,7 +80,7 @@ def test_generate_name_pod_create_takes_its_name_from_the_response_and_defaults_
 
 
 def test_a_failed_pod_create_is_no_fact():
-    b = _Builder(2)
+    b = Builder(2)
     b.pod_create(BASE_MS, "batch", "worker-1", "w")
     record = b.scenario.audit[0]
     record["responseStatus"]["code"] = 409
@@ -88,7 +88,7 @@ def test_a_failed_pod_create_is_no_fact():
 
 
 def test_a_falco_alert_in_a_pod_is_an_alert_and_a_host_alert_is_ignored():
-    b = _Builder(3)
+    b = Builder(3)
     alert_id = b.alert(BASE_MS + 1, "shop", "web-1", rule="Terminal shell in container")
     (element,) = extract(NORMALISER.to_ecs("falco", b.scenario.falco[0]))
     assert element == correlate.AlertSeen("shop", "web-1", BASE_MS + 1, alert_id, "Terminal shell in container")

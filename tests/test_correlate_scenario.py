@@ -1,25 +1,25 @@
-"""Escalation chains against known ground truth (scripts/gen_scenario.py) and a brute-force oracle,
+"""Escalation chains against known ground truth (tests/builders/scenario.py) and a brute-force oracle,
 in batch (TestPipeline) and in streaming (TestStream: shuffled arrival, data late within the allowed
 lateness, early incident versions)."""
 from __future__ import annotations
 
 import pickle
-import random
 from datetime import timedelta
 
 import apache_beam as beam
 import pytest
 from apache_beam.metrics.metric import MetricsFilter
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.test_stream import TestStream
 from apache_beam.testing.util import assert_that
 from apache_beam.transforms.window import TimestampedValue
 
-from scripts.gen_scenario import WINDOW_MS, generate, random_records
-from transforms import correlate, hunts
+from tests.builders.scenario import WINDOW_MS, generate, random_records
+from tests.helpers import (check_versions, ecs_docs, elements_of, expected_summaries, latest, matches_latest,
+                           shuffled_stream, streaming_options, summary, time_of, timed)
+from transforms import correlate
 from transforms.correlate import CorrelateByServiceAccount
-from transforms.ecs import Normaliser, to_epoch_ms
+from transforms.ecs import to_epoch_ms
 
 WINDOW = timedelta(minutes=30)
 LATENESS = timedelta(minutes=10)
@@ -27,109 +27,7 @@ LATENESS_MS = 10 * 60_000
 
 
 # ---------------------------------------------------------------------------------------------
-# helpers
-
-
-def ecs_docs(audit: list[dict], falco: list[dict]) -> list[dict]:
-    """Raw records -> tagged ECS documents, as the pipeline's hot loop makes them."""
-    normaliser = Normaliser()
-    catalogue = hunts.load_catalogue(hunts.HuntSettings())
-    docs = []
-    for source, records in (("audit", audit), ("falco", falco)):
-        for record in records:
-            doc = normaliser.to_ecs(source, record)
-            catalogue.tag(doc)
-            docs.append(doc)
-    return docs
-
-
-def elements_of(docs: list[dict]) -> list:
-    return [e for doc in docs for e in correlate.extract(doc)]
-
-
-def summary(doc: dict) -> tuple:
-    inc = doc["kubehunt"]["incident"]
-    return (inc["alert"], inc["service_account"], inc["sa_source"], tuple(inc["audit_event_ids"]), inc["confirmed"])
-
-
-def latest(docs: list[dict]) -> dict[str, dict]:
-    """One document per incident id: the highest version (what the versioned sink keeps)."""
-    out: dict[str, dict] = {}
-    for doc in docs:
-        known = out.get(doc["event"]["id"])
-        if known is None or doc["kubehunt"]["incident"]["version"] > known["kubehunt"]["incident"]["version"]:
-            out[doc["event"]["id"]] = doc
-    return out
-
-
-def check_versions(docs: list[dict]) -> None:
-    """Versions only move forward: per incident, distinct contents have distinct versions and the highest
-    version is the most complete one."""
-    by_id: dict[str, list] = {}
-    for doc in docs:
-        by_id.setdefault(doc["event"]["id"], []).append(doc)
-    for incident_id, versions in by_id.items():
-        seen: dict[int, tuple] = {}
-        for doc in versions:
-            v = doc["kubehunt"]["incident"]["version"]
-            assert seen.setdefault(v, summary(doc)) == summary(doc), f"{incident_id}: two contents with version {v}"
-        top = max(versions, key=lambda d: d["kubehunt"]["incident"]["version"])
-        assert top["kubehunt"]["incident"]["action_count"] == max(
-            d["kubehunt"]["incident"]["action_count"] for d in versions)
-
-
-def expected_summaries(scenario, assume_default: bool = False) -> list[tuple]:
-    expected = dict(scenario.expected)
-    if assume_default:
-        expected.update(scenario.with_default_sa)
-    return sorted((alert, e.service_account, e.sa_source, e.audit_event_ids, e.confirmed)
-                  for alert, e in expected.items())
-
-
-def matches_latest(expected: list[tuple], *, early: bool = False):
-    def check(docs):
-        docs = list(docs)
-        check_versions(docs)
-        got = sorted(summary(d) for d in latest(docs).values())
-        assert got == expected
-        if not early:
-            assert len(docs) == len(expected), "batch emits exactly one (final) document per incident"
-    return check
-
-
-def time_of(element) -> int:
-    return element.t_ms
-
-
-def shuffled_stream(elements: list, lateness_ms: int, seed: int, batch: int = 400) -> TestStream:
-    """Arrival order shuffled; about a fifth of the elements arrive up to `lateness` after their time,
-    and the watermark runs as far ahead as the allowed lateness permits (so those are really late)."""
-    rng = random.Random(seed)
-    timed = [(time_of(e), e) for e in elements]
-    arrival = sorted(timed, key=lambda te: te[0] + (rng.randrange(lateness_ms) if rng.random() < 0.2 else 0)
-                     + rng.randrange(1000))
-    stream = TestStream()
-    watermark = None
-    for start in range(0, len(arrival), batch):
-        chunk = arrival[start:start + batch]
-        rng.shuffle(chunk)
-        stream.add_elements([TimestampedValue(e, t / 1000) for t, e in chunk])
-        remaining = arrival[start + batch:]
-        if remaining:
-            # Every element still to come must be within the allowed lateness: watermark <= t + lateness.
-            mark = min(t for t, _ in remaining) + lateness_ms - 1
-            if watermark is None or mark > watermark:
-                watermark = mark
-                stream.advance_watermark_to(mark / 1000)
-    # Past every deadline before +infinity (timer output at the jump to +inf can be lost on this runner).
-    end = max(t for t, _ in timed) + 10 * WINDOW_MS + 10 * lateness_ms
-    return stream.advance_watermark_to(end / 1000).advance_watermark_to_infinity()
-
-
-def streaming_options() -> PipelineOptions:
-    options = PipelineOptions()
-    options.view_as(StandardOptions).streaming = True
-    return options
+# helpers (the shared ones are in tests/helpers.py)
 
 
 def run_batch(tmp_path, elements, check, *, pods_file=None, assume_default=False, metrics=False):
@@ -193,7 +91,7 @@ def test_generated_scenario_streams_to_the_same_incidents_with_shuffled_and_late
     scenario, paths, elements = scenario_files
     with TestPipeline(options=streaming_options()) as p:
         incidents = (p
-                     | shuffled_stream(elements, LATENESS_MS, seed=11, batch=2000)
+                     | shuffled_stream(timed(elements), LATENESS_MS, seed=11, batch=2000)
                      | CorrelateByServiceAccount(WINDOW, LATENESS, pods_file=str(paths["pods"])))
         assert_that(incidents, matches_latest(expected_summaries(scenario), early=True))
 
@@ -222,7 +120,7 @@ def test_streaming_publishes_early_versions_that_only_move_forward():
         assert sum(counts) <= 4 * hot_count
 
     # Arrival in event order, watermark close behind: early versions must come before the window closes.
-    stream = shuffled_stream(elements, 1, seed=5, batch=50)
+    stream = shuffled_stream(timed(elements), 1, seed=5, batch=50)
     with TestPipeline(options=streaming_options()) as p:
         incidents = p | stream | CorrelateByServiceAccount(WINDOW, timedelta(0))
         assert_that(incidents, check)
@@ -348,6 +246,6 @@ def test_random_data_matches_the_brute_force_oracle_in_streaming(seed, tmp_path)
     pods = tmp_path / "pods.json"
     pods.write_text(__import__("json").dumps(inventory))
     with TestPipeline(options=streaming_options()) as p:
-        incidents = (p | shuffled_stream(elements_of(docs), LATENESS_MS, seed=seed, batch=60)
+        incidents = (p | shuffled_stream(timed(elements_of(docs)), LATENESS_MS, seed=seed, batch=60)
                      | CorrelateByServiceAccount(WINDOW, LATENESS, pods_file=str(pods)))
         assert_that(incidents, matches_latest(expected, early=True))

@@ -18,7 +18,8 @@ from collections import Counter
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.test_templates import bulk_create, normalise_lines, streams  # noqa: F401 - fixture
+from tests.es_helpers import bulk_create
+from tests.helpers import normalise_lines
 
 pytestmark = pytest.mark.elasticsearch
 

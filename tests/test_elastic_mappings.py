@@ -13,7 +13,7 @@ import mappings
 from mappings import elastic
 from pipeline.setup import install_templates
 from tests.conftest import shared
-from tests.test_templates import bulk_create
+from tests.es_helpers import bulk_create
 from transforms.ecs import Normaliser
 
 N = Normaliser()

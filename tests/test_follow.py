@@ -17,8 +17,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from scripts.gen_scenario import MINUTE, generate
-from tests.helpers import ROOT, read_ndjson, run_cli
+from tests.builders.scenario import MINUTE, generate
+from tests.helpers import (ROOT, ecs_docs, expected_summaries, latest, read_ndjson, record_time, run_cli,
+                           summary)
 from transforms import correlate
 from transforms.correlate import Action, AlertSeen, PodFact
 from transforms.livejoin import IncrementalJoin
@@ -27,20 +28,16 @@ WINDOW_MS = 30 * MINUTE
 LATENESS_MS = 10 * MINUTE
 
 
-def _record_time(source: str, record: dict) -> str:
-    return record["stageTimestamp"] if source == "audit" else record["time"]
-
-
 def _merged(scenario) -> list[tuple[str, dict]]:
     """Both sources in the order the cluster writes them: by time."""
     rows = [("audit", r) for r in scenario.audit] + [("falco", r) for r in scenario.falco]
-    return sorted(rows, key=lambda sr: (_record_time(*sr), sr[0]))
+    return sorted(rows, key=lambda sr: (record_time(*sr), sr[0]))
 
 
 def _summary(doc: dict) -> tuple:
-    inc = doc["kubehunt"]["incident"]
-    return (inc["alert"], inc["service_account"], inc["sa_source"], tuple(inc["audit_event_ids"]),
-            inc["confirmed"], tuple((a["@timestamp"], a["event_id"], a["verb"], a["resource"]) for a in inc["actions"]))
+    """The incident's summary and its actions."""
+    return summary(doc) + (tuple((a["@timestamp"], a["event_id"], a["verb"], a["resource"])
+                                 for a in doc["kubehunt"]["incident"]["actions"]),)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -48,8 +45,6 @@ def _summary(doc: dict) -> tuple:
 
 
 def test_incremental_join_fed_interval_by_interval_finds_the_scenarios_incidents(tmp_path):
-    from tests.test_correlate_scenario import ecs_docs, expected_summaries, latest
-
     scenario = generate(seed=7, hot_events=3000)
     merged = _merged(scenario)
     inventory = []
@@ -73,7 +68,7 @@ def test_incremental_join_fed_interval_by_interval_finds_the_scenarios_incidents
     for doc in join.advance(flush=True):
         emitted.append(doc)
         versions.setdefault(doc["event"]["id"], []).append(doc["kubehunt"]["incident"]["version"])
-    got = sorted(_summary(d)[:5] for d in latest(emitted).values())
+    got = sorted(summary(d) for d in latest(emitted).values())
     assert got == expected_summaries(scenario)
     # Updated as actions arrive, and versions only move forward.
     assert any(len(v) > 1 for v in versions.values())

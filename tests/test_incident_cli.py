@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from pipeline import cli
-from scripts.gen_scenario import generate
+from tests.builders.scenario import generate
 
 
 def run_cli(tmp_path, scenario, *extra: str) -> tuple[list[dict], dict]:

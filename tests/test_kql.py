@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.test_templates import bulk_create
+from tests.es_helpers import bulk_create
 from transforms import kql
 
 

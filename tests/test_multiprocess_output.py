@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import orjson
 
-from scripts.gen_corpus import write_corpus
+from tests.builders.corpus import write_corpus
 from tests.helpers import DEMO, read_ndjson, run_to_dir
 
 

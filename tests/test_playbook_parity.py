@@ -39,8 +39,8 @@ RANKING_TAIL = " | sort | uniq -c | sort -rn | head -30"
 
 
 def _load_gen_corpus():
-    import scripts.gen_corpus
-    return scripts.gen_corpus
+    import tests.builders.corpus
+    return tests.builders.corpus
 
 
 # ---------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from transforms.parse import records
 
 
 def _tagged_docs(events: int = 3000, seed: int = 11) -> list[dict]:
-    import scripts.gen_corpus as gen
+    import tests.builders.corpus as gen
     normaliser, catalogue = Normaliser(), load_catalogue(HuntSettings())
     docs = []
     for event, _ in gen.generate(events, seed):

@@ -65,7 +65,7 @@ def test_elastic_rules_carry_the_hunts_logic_never_kubehuntss_tags_and_the_impor
 
 @pytest.fixture(scope="module")
 def streams(es):
-    import scripts.gen_corpus as gen
+    import tests.builders.corpus as gen
     from elasticsearch import helpers
 
     from pipeline.setup import install_templates
@@ -141,3 +141,55 @@ def test_rules_export_cli_reports_untranslated_hunts_on_stderr(tmp_path, capsys)
         assert f"{hunt_id} not exported (elastic)" in err
     assert len(out.read_text().splitlines()) == len(HUNTS) - len(NOT_IN_LUCENE)
     assert main(["rules", "export", "--format", "elastic", "--strict", "--out", str(out)]) == 1
+
+
+@pytest.mark.parametrize(("match", "reason"), [
+    ("lower(user.name) == 'a'", "only field-to-constant comparisons"),
+    ("user.name == user.target.name", "only field-to-constant comparisons"),
+    ("event.risk_score > 'a'", "ordering on a non-number"),
+    ("any(c.name == 'a' and c.image == 'b' for c in kubernetes.audit.requestObject.spec.containers)",
+     "AND/NOT on one element of an object array"),
+    ("any(c.name == 'a' for c in kubernetes.audit.requestObject.spec.containers if c.image == 'b')",
+     "a filter on the element"),
+])
+def test_both_exporters_refuse_what_the_one_walk_cannot_express_with_the_same_reason(match, reason):
+    from types import SimpleNamespace
+
+    from transforms.hunts.lucene import translate
+    from transforms.hunts.sigma import sigma_rule
+    from transforms.hunts.translate import Untranslatable
+
+    hunt = SimpleNamespace(match=match, file="h.yaml", source="kubernetes.audit_logs")
+    with pytest.raises(Untranslatable, match=reason) as lucene:
+        translate(match, {})
+    with pytest.raises(Untranslatable, match=reason) as sigma:
+        sigma_rule(hunt, {})
+    assert str(lucene.value) == str(sigma.value)
+
+
+def test_each_exporter_emits_the_same_conditions_in_its_own_syntax():
+    from types import SimpleNamespace
+
+    from transforms.hunts.lucene import translate
+    from transforms.hunts.sigma import sigma_rule
+    from transforms.hunts.translate import Untranslatable
+
+    match = ("kubernetes.audit.verb in ('get', 'list') and not exists(user.name) "
+             "or startswith(user.name, setting('names')) or event.risk_score >= 3")
+    lists = {"names": ("ci", "ops")}
+    assert translate(match, lists)[0] == (
+        '((kubernetes.audit.verb:("get" OR "list") AND (*:* AND NOT _exists_:user.name))'
+        " OR (user.name:ci* OR user.name:ops*) OR event.risk_score:>=3)")
+    hunt = SimpleNamespace(match=match, file="h.yaml", source="kubernetes.audit_logs", title="t", id="t",
+                           hypothesis="h", notes="", severity="low", fields=(),
+                           mitre=SimpleNamespace(technique_id="T1609", tactic_name="Execution"))
+    rule = sigma_rule(hunt, lists)
+    assert rule["detection"] == {"sel1": {"kubernetes.audit.verb": ["get", "list"]}, "sel2": {"user.name|exists": True},
+                                 "sel3": {"user.name|startswith": ["ci", "ops"]}, "sel4": {"event.risk_score|gte": 3},
+                                 "condition": "((sel1 and not sel2) or sel3 or sel4)"}
+    assert rule["logsource"] == {"product": "kubernetes", "service": "audit"}
+    # What only Lucene cannot say: a regular expression.
+    with pytest.raises(Untranslatable, match="`matches\\(\\)` has no faithful Lucene equivalent"):
+        translate("matches(user.name, '^a')", {})
+    assert sigma_rule(SimpleNamespace(**{**vars(hunt), "match": "matches(user.name, '^a')"}), {})["detection"] == {
+        "sel1": {"user.name|re": "^a"}, "condition": "sel1"}

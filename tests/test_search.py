@@ -30,7 +30,7 @@ def _cli(*argv) -> tuple[int, str]:
 
 @pytest.fixture(scope="module")
 def indexed(es):
-    import scripts.gen_corpus as gen
+    import tests.builders.corpus as gen
     from elasticsearch import helpers
 
     normaliser, catalogue = Normaliser(), load_catalogue(HuntSettings())

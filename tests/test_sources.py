@@ -47,3 +47,26 @@ def test_index_pattern_matches_the_index_template():
     for src in sources.ALL:
         body = json.loads(mappings.path("templates", "index", f"kubehunt-{src.dataset}.json").read_text())
         assert src.index_pattern in body["index_patterns"]
+
+
+def test_cli_setup_validation_and_exporters_read_the_registry():
+    from pipeline import rules, validate
+    from pipeline.cli import _parser
+    from transforms import sigma_pipeline
+
+    args = _parser().parse_args(["run", "--audit", "a.log", "--falco", "f.log"])
+    assert {s.name: getattr(args, f"{s.name}_index") for s in sources.ALL} == {
+        "audit": "logs-kubernetes.audit_logs-default", "falco": "logs-falco.alerts-default"}
+    assert {s.name: getattr(args, s.name) for s in sources.ALL} == {"audit": ["a.log"], "falco": ["f.log"]}
+    assert validate.OPTION_OF["audit"] == "--audit-index" and validate.OPTION_OF["falco"] == "--falco-index"
+    for src in sources.ALL:
+        assert mappings.path("templates", "index", f"{validate._TEMPLATE_OF[src.name]}.json").is_file()
+    assert rules.INDEX == {"kubernetes.audit_logs": ["logs-kubernetes.audit_logs-*"],
+                           "falco.alerts": ["logs-falco.alerts-*"]}
+    assert sigma_pipeline.INDEX == "logs-kubernetes.audit_logs-*"
+
+
+def test_run_config_inputs_name_every_source_in_registry_order():
+    from pipeline.options import RunConfig
+
+    assert RunConfig(audit=("a",), falco=("f1", "f2")).inputs() == (("audit", ("a",)), ("falco", ("f1", "f2")))

@@ -59,6 +59,31 @@ def test_an_oversized_line_in_a_range_is_dead_lettered_with_its_line_number(tmp_
     assert "max_line_bytes" in letter["kubehunt"]["dead_letter"]["reason"]
 
 
+def test_lines_after_an_oversized_line_inside_a_chunk_keep_their_numbers(tmp_path):
+    # One range of 7 lines read as one chunk: the 4th line is over the limit. (The range reader used to
+    # number the lines after it one too low; a whole file was right: both are the one reader now.)
+    path = tmp_path / "audit.log"
+    body = [b'{"a":1}\n'] * 3 + [b'{"big":"' + b"y" * 5000 + b'"}\n'] + [b'{"b":2}\n'] * 2 + [b"\n", b'{"c":3}\n']
+    path.write_bytes(b"".join(body))
+    size = path.stat().st_size
+    for split in (Split(str(path), 0, size, 1), Split(str(path))):
+        chunks, dead = read_all([split], chunk_lines=100, max_line_bytes=1000)
+        assert numbered(chunks) == [(1, body[0]), (2, body[1]), (3, body[2]), (5, body[4]), (6, body[5]),
+                                    (8, body[7])]
+        assert [d["kubehunt"]["dead_letter"]["line"] for d in dead] == [4]
+
+
+def test_a_range_reads_the_lines_that_start_in_it_from_its_first_line_number(tmp_path):
+    path = tmp_path / "audit.log"
+    lines = [f'{{"n":{i}}}\n'.encode() for i in range(1, 11)]
+    path.write_bytes(b"".join(lines))
+    start = sum(map(len, lines[:3]))
+    end = start + sum(map(len, lines[3:7]))
+    chunks, dead = read_all([Split(str(path), start, end, 4)], chunk_lines=3)
+    assert numbered(chunks) == [(n, lines[n - 1]) for n in (4, 5, 6, 7)]
+    assert [(c[2], len(c[3])) for c in chunks] == [(4, 3), (7, 1)] and dead == []
+
+
 def test_compressed_files_stay_whole_whatever_their_name(tmp_path):
     path = tmp_path / "audit.log"   # gzip content without a .gz name
     path.write_bytes(gzip.compress(b'{"a":1}\n' * 10_000))

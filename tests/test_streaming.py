@@ -6,62 +6,31 @@ TestStream clock does not drive that wall-clock timer)."""
 from __future__ import annotations
 
 import json
-import random
 import socket
 from datetime import timedelta
 
 import apache_beam as beam
 import orjson
 import pytest
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.portability.api import beam_runner_api_pb2
 from apache_beam.testing.test_pipeline import TestPipeline
-from apache_beam.testing.test_stream import TestStream
 from apache_beam.testing.util import assert_that
-from apache_beam.transforms.window import TimestampedValue
 
 from pipeline import streaming
 from pipeline.cli import _parser
 from pipeline.options import ConfigError, RunConfig
-from scripts.gen_scenario import MINUTE, generate
-from tests.helpers import run_cli
-from tests.test_correlate_scenario import expected_summaries, latest, summary
+from tests.builders.scenario import MINUTE, generate
+from tests.helpers import (expected_summaries, latest, record_time, run_cli, shuffled_stream, streaming_options,
+                           summary)
 from transforms.ecs import to_epoch_ms
 
 LATENESS_MS = 10 * MINUTE
 
 
-def _streaming_options() -> PipelineOptions:
-    options = PipelineOptions()
-    options.view_as(StandardOptions).streaming = True
-    return options
-
-
 def _timed_lines(scenario) -> list[tuple[int, tuple[str, bytes]]]:
-    rows = [("audit", r, r["stageTimestamp"]) for r in scenario.audit] + \
-           [("falco", r, r["time"]) for r in scenario.falco]
-    return [(to_epoch_ms(t), (source, orjson.dumps(r))) for source, r, t in rows]
-
-
-def _stream(timed, seed: int, batch: int = 300) -> TestStream:
-    """Arrival shuffled, a fifth of the lines up to the allowed lateness late; the watermark as far
-    ahead as that allows (so those lines really are behind it)."""
-    rng = random.Random(seed)
-    arrival = sorted(timed, key=lambda te: te[0] + (rng.randrange(LATENESS_MS) if rng.random() < 0.2 else 0))
-    stream = TestStream()
-    mark = None
-    for start in range(0, len(arrival), batch):
-        chunk = arrival[start:start + batch]
-        rng.shuffle(chunk)
-        stream.add_elements([TimestampedValue(e, t / 1000) for t, e in chunk])
-        remaining = arrival[start + batch:]
-        if remaining:
-            new = min(t for t, _ in remaining) + LATENESS_MS - 1
-            if mark is None or new > mark:
-                mark = new
-                stream.advance_watermark_to(mark / 1000)
-    end = max(t for t, _ in timed) + 20 * 30 * MINUTE
-    return stream.advance_watermark_to(end / 1000).advance_watermark_to_infinity()
+    rows = [("audit", r) for r in scenario.audit] + [("falco", r) for r in scenario.falco]
+    return [(to_epoch_ms(record_time(source, r)), (source, orjson.dumps(r))) for source, r in rows]
 
 
 def test_streaming_graph_from_lines_to_sink_items_gives_the_batch_answer_with_late_out_of_order_data(tmp_path):
@@ -86,8 +55,8 @@ def test_streaming_graph_from_lines_to_sink_items_gives_the_batch_answer_with_la
         # Early versions were published before the final ones.
         assert len(incidents) > len(expected)
 
-    with TestPipeline(options=_streaming_options()) as p:
-        lines = p | _stream(timed, seed=3)
+    with TestPipeline(options=streaming_options()) as p:
+        lines = p | shuffled_stream(timed, LATENESS_MS, seed=3, batch=300)
         chunks = {}
         for source in ("audit", "falco"):
             chunks[source] = (lines

@@ -9,56 +9,17 @@ from __future__ import annotations
 
 import json
 
-import orjson
 import pytest
 
 import mappings
-from pipeline.setup import install_templates
 from tests.conftest import shared
-from transforms.ecs import NormaliseError, Normaliser
-from transforms.parse import ParseError, records
+from tests.es_helpers import bulk_create
+from tests.helpers import normalise_lines
+from transforms.ecs import Normaliser
 
 pytestmark = pytest.mark.elasticsearch
 
 N = Normaliser()
-
-
-def normalise_lines(source: str, lines) -> tuple[list[dict], list[tuple[bytes, str, str]]]:
-    """Lines -> (ECS documents, dead letters as (line, stage, reason)); every line is one or the other
-    (an EventList line may give several documents)."""
-    docs, dead = [], []
-    for line in lines:
-        try:
-            recs = list(records(source, line))
-        except ParseError as err:
-            dead.append((line, "parse", str(err)))
-            continue
-        for record, envelope in recs:
-            try:
-                docs.append(N.to_ecs(source, record, envelope))
-            except NormaliseError as err:
-                dead.append((line, "normalise", str(err)))
-    return docs, dead
-
-
-def bulk_create(es, stream: str, docs: list[dict]) -> list[dict]:
-    """Index `docs` with op_type=create; return every item that failed for another reason than 409
-    (a 409 is the same event id twice: the idempotent re-delivery the ids are designed for)."""
-    if not docs:
-        return []
-    body = b"".join(orjson.dumps({"create": {"_index": stream, "_id": d["event"]["id"]}}) + b"\n" +
-                    orjson.dumps(d) + b"\n" for d in docs)
-    resp = es.bulk(operations=body, refresh=True)
-    return [item["create"] for item in resp["items"] if item["create"]["status"] not in (200, 201, 409)]
-
-
-@pytest.fixture
-def streams(es, unique_name):
-    install_templates(es)
-    names = {"audit": f"logs-kubernetes.audit_logs-t{unique_name}", "falco": f"logs-falco.alerts-t{unique_name}"}
-    yield names
-    for name in names.values():
-        es.options(ignore_status=404).indices.delete_data_stream(name=name)
 
 
 def sample_lines(source: str) -> list[bytes]:

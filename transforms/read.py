@@ -1,7 +1,8 @@
 """Read JSON-lines inputs (files, globs, directories; gzip/bz2/zstd by content) as chunks of lines.
 
 Per-element cost dominates a Beam pipeline, so the unit of work here is a *chunk*: a tuple
-``(source, origin, first_line_number, [line, ...])``. Parse, normalise and tag run fused over a chunk
+``(source, origin, first_line_number, [line, ...])``; ``ReadChunksFn`` is the one reader, of a whole
+file or (for ``transforms.split.ReadSplitChunks``) of a byte range. Parse, normalise and tag run fused over a chunk
 (see ``transforms.process``); events become individual elements only where they must be grouped.
 
 Oversized lines and unreadable or truncated files go to the dead-letter output with the reason;
@@ -19,7 +20,6 @@ from typing import Iterable, Iterator
 
 import apache_beam as beam
 import zstandard
-from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
@@ -57,19 +57,25 @@ def expand_patterns(patterns: Iterable[str]) -> list[str]:
     return out
 
 
-def iter_lines(fileobj, max_line_bytes: int) -> Iterator[tuple[int, bytes | None, bytes]]:
-    """Yield (line_number, line, overflow_prefix). `line` is None for a line over the limit,
-    in which case `overflow_prefix` holds its first bytes (the rest is skipped, not buffered)."""
-    number = 0
-    while True:
+def iter_lines(fileobj, max_line_bytes: int, first_line: int = 1,
+               span: int | None = None) -> Iterator[tuple[int, bytes | None, bytes]]:
+    """Yield (line_number, line, overflow_prefix), numbering from `first_line`. `line` is None for a
+    line over the limit, in which case `overflow_prefix` holds its first bytes (the rest is skipped,
+    not buffered). With `span`, only the lines that start within the next `span` bytes are read (a
+    byte range of ``transforms.split``: its end is a line start)."""
+    number = first_line - 1
+    consumed = 0
+    while span is None or consumed < span:
         line = fileobj.readline(max_line_bytes + 1)
         if not line:
             return
         number += 1
+        consumed += len(line)
         if len(line) > max_line_bytes and not line.endswith(b"\n"):
             prefix = line[:4096]
             while True:  # drain the rest of the oversized line without holding it
                 rest = fileobj.readline(1 << 20)
+                consumed += len(rest)
                 if not rest or rest.endswith(b"\n"):
                     break
             yield number, None, prefix
@@ -207,11 +213,6 @@ def open_input(path: str):
     return raw
 
 
-def _file_path(metadata):
-    if not metadata.path.endswith("/") and not os.path.isdir(metadata.path):
-        yield metadata.path
-
-
 def file_identity(path: str):
     """(identity, path): one identity for every spelling of the same file.
 
@@ -230,8 +231,20 @@ def file_identity(path: str):
     return ("inode", st.st_dev, st.st_ino), resolved
 
 
+def _open_range(path: str, start: int):
+    """An uncompressed file positioned at byte `start` (a split's start: a line start)."""
+    handle = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+    handle.seek(start)
+    return handle
+
+
 class ReadChunksFn(beam.DoFn):
-    """Read one matched file into chunks of lines; blank lines are counted, not emitted."""
+    """Read one file into chunks of lines (``read`` also reads a byte range: ``transforms.split``).
+
+    Blank lines are counted, not emitted; oversized lines are dead-lettered. Inside a chunk either
+    keeps its place as an empty placeholder, so ``first + offset`` stays the line number (the
+    per-event stage skips placeholders); a chunk never starts with one.
+    """
 
     def __init__(self, source: str, chunk_lines: int = DEFAULT_CHUNK_LINES,
                  max_line_bytes: int = DEFAULT_MAX_LINE_BYTES):
@@ -246,81 +259,48 @@ class ReadChunksFn(beam.DoFn):
         self._dead = Metrics.counter(METRICS_NAMESPACE, "dead.read")
 
     def process(self, path: str):
-        self._files.inc()
+        yield from self.read(path)
+
+    def read(self, path: str, start: int = 0, end: int | None = None, first_line: int = 1):
+        """Chunks of the whole file (``end`` None: any compression), or of the uncompressed byte range
+        ``[start, end)`` whose first line is ``first_line``."""
+        source, limit, chunk_lines = self._source, self._max_line_bytes, self._chunk_lines
+        if start == 0:
+            self._files.inc()
         chunk: list[bytes] = []
-        first = 1
-        number = 0
+        skipped = 0            # placeholders in `chunk`
+        first = number = first_line
+        number -= 1
         try:
-            with open_input(path) as raw:
-                for number, line, overflow in iter_lines(raw, self._max_line_bytes):
-                    if chunk and number != first + len(chunk):
-                        # A chunk is numbered by its first line: after a skipped (blank or oversized)
-                        # line, start a new one so every dead letter names its own line.
-                        self._lines.inc(len(chunk))
-                        yield (self._source, path, first, chunk)
-                        chunk = []
+            with (open_input(path) if end is None else _open_range(path, start)) as raw:
+                for number, line, overflow in iter_lines(raw, limit, first_line,
+                                                         None if end is None else end - start):
                     if line is None:
                         self._lines.inc()
                         self._dead.inc()
                         yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(
-                            "read", f"line longer than {self._max_line_bytes} bytes (max_line_bytes); first 4 KiB kept",
-                            overflow, source=self._source, origin=path, line=number))
-                        continue
-                    if not line.strip():
+                            "read", f"line longer than {limit} bytes (max_line_bytes); first 4 KiB kept",
+                            overflow, source=source, origin=path, line=number))
+                    elif not line.strip():
                         self._blank.inc()
+                    else:
+                        if not chunk:
+                            first = number
+                        chunk.append(line)
+                        if len(chunk) >= chunk_lines:
+                            self._lines.inc(len(chunk) - skipped)
+                            yield (source, path, first, chunk)
+                            chunk, skipped = [], 0
                         continue
-                    if not chunk:
-                        first = number
-                    chunk.append(line)
-                    if len(chunk) >= self._chunk_lines:
-                        self._lines.inc(len(chunk))
-                        yield (self._source, path, first, chunk)
-                        chunk = []
+                    if chunk:
+                        chunk.append(b"")
+                        skipped += 1
         except (EOFError, OSError, zlib.error, gzip.BadGzipFile, zstandard.ZstdError) as err:
             # A truncated rotation or a corrupt archive: keep what was read, dead-letter the rest.
             self._dead.inc()
             yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(
                 "read", f"input unreadable after line {number}: {type(err).__name__}: {err}",
-                b"", source=self._source, origin=path, line=number + 1))
+                b"", source=source, origin=path, line=number + 1))
         if chunk:
-            self._lines.inc(len(chunk))
-            yield (self._source, path, first, chunk)
-
-
-class ReadLineChunks(beam.PTransform):
-    """Files/globs/directories of one source -> chunks of lines.
-
-    Files are spread across workers (one file is read by one worker). ``reshuffle=True`` also spreads
-    the chunks of each file, for a few huge files on a distributed runner; it is off by default
-    because it is a shuffle barrier: a local runner would then hold the whole input in memory
-    instead of streaming it through in bounded memory.
-
-    Main output: chunks; tagged ``DEAD_LETTER``: oversized lines and unreadable files.
-    """
-
-    def __init__(self, source: str, patterns: list[str], chunk_lines: int = DEFAULT_CHUNK_LINES,
-                 max_line_bytes: int = DEFAULT_MAX_LINE_BYTES, reshuffle: bool = False):
-        super().__init__()
-        self._source = source
-        self._patterns = list(patterns)
-        self._chunk_lines = chunk_lines
-        self._max_line_bytes = max_line_bytes
-        self._reshuffle = reshuffle
-
-    def expand(self, pbegin):
-        read = (pbegin
-                | f"{self._source}:Patterns" >> beam.Create(self._patterns)
-                | f"{self._source}:Match" >> fileio.MatchAll()
-                | f"{self._source}:Paths" >> beam.FlatMap(_file_path)
-                # Overlapping patterns and other spellings of a path must not read a file twice; the
-                # grouping also spreads files over workers. min(): the same path whatever the order.
-                | f"{self._source}:FileIdentity" >> beam.Map(file_identity)
-                | f"{self._source}:DistinctFiles" >> beam.CombinePerKey(min)
-                | f"{self._source}:OnePathPerFile" >> beam.Values()
-                | f"{self._source}:ReadChunks" >> beam.ParDo(
-                    ReadChunksFn(self._source, self._chunk_lines, self._max_line_bytes)
-                ).with_outputs(DEAD_LETTER, main="chunks"))
-        chunks = read.chunks
-        if self._reshuffle:
-            chunks = chunks | f"{self._source}:SpreadChunks" >> beam.Reshuffle()
-        return {"chunks": chunks, DEAD_LETTER: read[DEAD_LETTER]}
+            self._lines.inc(len(chunk) - skipped)
+            yield (source, path, first, chunk)

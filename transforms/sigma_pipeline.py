@@ -30,9 +30,11 @@ from sigma.processing.transformations import (
     FieldPrefixMappingTransformation,
 )
 
+from transforms.sources import AUDIT_SOURCE
+
 AUDIT = "kubernetes.audit."
-DATASET = "kubernetes.audit_logs"
-INDEX = "logs-kubernetes.audit_logs-*"
+DATASET = AUDIT_SOURCE.dataset
+INDEX = AUDIT_SOURCE.index_pattern
 TARGETS = ("lucene", "eql", "esql")
 
 # Bare names of older rules -> where the audit Event has them.
@@ -70,7 +72,7 @@ LEAF_OF = {BARE["hostPath"]: BARE["hostPath"] + ".path",
 def kubehunt_pipeline(target: str = "lucene") -> ProcessingPipeline:
     """The processing pipeline for `target` (lucene, eql or esql)."""
     def audit():      # a condition object belongs to one processing item
-        return [LogsourceCondition(product="kubernetes", service="audit")]
+        return [LogsourceCondition(**dict(AUDIT_SOURCE.sigma_logsource))]
     bare = dict(BARE)
     if target in ("eql", "esql"):
         bare = {k: LEAF_OF.get(v, v) for k, v in bare.items()}

@@ -1,9 +1,10 @@
 """Split large uncompressed inputs into byte ranges so that several workers read one file.
 
-``ReadSplitChunks`` is ``transforms.read.ReadLineChunks`` plus splitting: matched files are planned
-into ``Split``s (a whole file, or a line-aligned byte range of an uncompressed file larger than
-``split_bytes``), the small split descriptors are shuffled (the only shuffle: no data moves), and
-each split is read into chunks of lines where it lands. Compressed files (by name or by magic bytes)
+``ReadSplitChunks`` reads the files of one source: matched files are planned into ``Split``s (a whole
+file, or a line-aligned byte range of an uncompressed file larger than ``split_bytes``), the small
+split descriptors are shuffled (the only shuffle: no data moves), and each split is read into chunks
+of lines where it lands, by ``transforms.read.ReadChunksFn`` (a file no larger than ``split_bytes``
+is its no-split case: one ``Split`` of the whole file). Compressed files (by name or by magic bytes)
 cannot be entered in the middle and stay whole.
 
 The planner reads the file once to put every boundary on a line start and to count the lines before
@@ -13,20 +14,17 @@ speed (bytes.count), a small price next to parsing the same bytes.
 """
 from __future__ import annotations
 
-import gzip
 import os
-import zlib
 from typing import NamedTuple
 
 import apache_beam as beam
 from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.metrics import Metrics
 
 from transforms.read import (DEFAULT_CHUNK_LINES, DEFAULT_MAX_LINE_BYTES, ReadChunksFn, file_identity,
                              sniff_compression)
-from transforms.records import DEAD_LETTER, METRICS_NAMESPACE, dead_letter
+from transforms.records import DEAD_LETTER
 
 DEFAULT_SPLIT_BYTES = 32 * 1024 * 1024
 _BLOCK = 8 * 1024 * 1024
@@ -99,82 +97,12 @@ class PlanSplitsFn(beam.DoFn):
         yield from plan_splits(path, size, self._split_bytes)
 
 
-class ReadSplitFn(beam.DoFn):
-    """Read one ``Split`` into chunks ``(source, origin, first_line, [line, ...])``; whole files go to
-    ``ReadChunksFn`` (decompression, truncation handling); ranges are read here, same counters."""
-
-    def __init__(self, source: str, chunk_lines: int = DEFAULT_CHUNK_LINES,
-                 max_line_bytes: int = DEFAULT_MAX_LINE_BYTES):
-        self._source = source
-        self._chunk_lines = chunk_lines
-        self._max_line_bytes = max_line_bytes
-        self._whole = ReadChunksFn(source, chunk_lines, max_line_bytes)
-
-    def setup(self):
-        self._whole.setup()
-        self._lines = Metrics.counter(METRICS_NAMESPACE, f"lines_read.{self._source}")
-        self._blank = Metrics.counter(METRICS_NAMESPACE, f"blank_lines.{self._source}")
-        self._files = Metrics.counter(METRICS_NAMESPACE, f"files_read.{self._source}")
-        self._dead = Metrics.counter(METRICS_NAMESPACE, "dead.read")
+class ReadSplitFn(ReadChunksFn):
+    """Read one ``Split`` into chunks ``(source, origin, first_line, [line, ...])``: a whole file (any
+    compression) or a byte range, by the one reader (``ReadChunksFn.read``), same counters."""
 
     def process(self, split: Split):
-        if split.end is None:
-            yield from self._whole.process(split.path)
-            return
-        if split.start == 0:
-            self._files.inc()
-        source, path, limit = self._source, split.path, self._max_line_bytes
-        chunk: list[bytes] = []
-        blanks = 0
-        first = number = split.first_line
-        number -= 1
-        try:
-            with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-                handle.seek(split.start)
-                readline = handle.readline
-                pos, end = split.start, split.end
-                while pos < end:
-                    line = readline(limit + 1)
-                    if not line:
-                        break
-                    number += 1
-                    pos += len(line)
-                    if len(line) > limit and not line.endswith(b"\n"):
-                        prefix = line[:4096]
-                        while True:  # drain the rest of the oversized line without holding it
-                            rest = readline(1 << 20)
-                            pos += len(rest)
-                            if not rest or rest.endswith(b"\n"):
-                                break
-                        self._lines.inc()
-                        self._dead.inc()
-                        yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(
-                            "read", f"line longer than {limit} bytes (max_line_bytes); first 4 KiB kept",
-                            prefix, source=source, origin=path, line=number))
-                        continue
-                    if not line.strip():
-                        self._blank.inc()
-                        if chunk:
-                            # An empty placeholder keeps `first + offset` the line number; the
-                            # per-event stage skips it.
-                            chunk.append(b"")
-                            blanks += 1
-                        continue
-                    if not chunk:
-                        first = number
-                    chunk.append(line)
-                    if len(chunk) >= self._chunk_lines:
-                        self._lines.inc(len(chunk) - blanks)
-                        yield (source, path, first, chunk)
-                        chunk, blanks = [], 0
-        except (OSError, zlib.error, gzip.BadGzipFile) as err:
-            self._dead.inc()
-            yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(
-                "read", f"input unreadable after line {number}: {type(err).__name__}: {err}",
-                b"", source=source, origin=path, line=number + 1))
-        if chunk:
-            self._lines.inc(len(chunk) - blanks)
-            yield (source, path, first, chunk)
+        yield from self.read(split.path, split.start, split.end, split.first_line)
 
 
 class ReadSplitChunks(beam.PTransform):

@@ -1,7 +1,7 @@
 """The join's stages and their wiring: route -> resolve (``resolve``) -> interval join -> assemble
 (``incident``). ``STAGES`` is the one definition of the wiring: ``CorrelateByServiceAccount`` builds
-the Beam graph from it, and the benchmark's harness (``scripts/bench_correlate.py``) drives the same
-DoFns through the same channels. A bounded input without early versions takes ``BATCH_STAGES``
+the Beam graph from it, and the streaming harness (``tests/builders/join_harness.py``, run by
+``scripts/bench_correlate.py``) drives the same DoFns through the same channels. A bounded input without early versions takes ``BATCH_STAGES``
 (``batch``): the same router, then resolve, join and assemble on two GroupByKeys instead of keyed state.
 
 Every stateful stage runs in the global window with event-time timers only for garbage collection,
