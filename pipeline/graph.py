@@ -20,7 +20,7 @@ from transforms.correlate import AlertSeen, CorrelateByServiceAccount
 from transforms.elasticsearch import WriteToElasticsearch
 from transforms.files import WriteNdjson
 from transforms.process import ParseNormaliseTag
-from transforms.records import AUDIT, CORRELATION, DEAD_LETTER, FALCO
+from transforms.records import CORRELATION, DEAD_LETTER, FALCO
 from transforms.sink import ToSinkItems
 from transforms.split import ReadSplitChunks
 
@@ -38,19 +38,22 @@ def _is_alert(element) -> bool:
 
 def build_processing(p: beam.Pipeline, cfg: RunConfig) -> Graph:
     graph = Graph()
-    correlate = cfg.process.correlate and bool(cfg.audit) and bool(cfg.falco)
+    given = {source for source, patterns in cfg.inputs() if patterns}
+    # The join needs alerts and something to join them to.
+    correlate = cfg.process.correlate and FALCO in given and len(given) > 1
     bounded = not p.options.view_as(StandardOptions).streaming
     alerts = None
     correlation = []
-    # Falco first: few lines, and its alerts scope the audit stage's join inputs.
-    for source, patterns in ((FALCO, cfg.falco), (AUDIT, cfg.audit)):
+    # Every source of the registry; Falco first: few lines, and its alerts scope the other stages'
+    # join inputs (the join's one asymmetry: alerts come from Falco).
+    for source, patterns in sorted(cfg.inputs(), key=lambda item: item[0] != FALCO):
         if not patterns:
             continue
         name = source.capitalize()
         read = p | f"Read{name}" >> ReadSplitChunks(source, list(patterns), cfg.chunk_lines, cfg.max_line_bytes,
                                                     split_bytes=cfg.split_bytes, reshuffle=cfg.spread_chunks)
         processed = read["chunks"] | f"ParseNormaliseTag{name}" >> ParseNormaliseTag(
-            cfg.process, alerts=alerts if source == AUDIT and correlate and bounded else None)
+            cfg.process, alerts=alerts if source != FALCO and correlate and bounded else None)
         graph.documents[source] = processed.documents
         graph.dead_letters.extend([read[DEAD_LETTER], processed[DEAD_LETTER]])
         if correlate:

@@ -6,7 +6,7 @@ where its documents go in Elasticsearch (the data stream `logs-<dataset>-<namesp
 template, the index pattern and Kibana data view that cover every namespace). The CLI's options and
 help texts, setup, validation, report, the rule exporters and the Kibana objects read it here. To add
 a source: add one `Source` here and its mapping file in `mappings/ecs/` (docs/architecture.md lists
-the code a source needs: its parser, computed fields and a branch of the graph).
+the code a source needs: its parser, its computed fields and a `RunConfig` field).
 """
 from __future__ import annotations
 
