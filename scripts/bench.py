@@ -170,6 +170,12 @@ def es_end_to_end(paths: dict, url: str, tmp: Path, tag: str) -> dict:
     streams = {"raw1": f"logs-kubernetes.audit_logs-benchraw1{tag}", "raw2": f"logs-kubernetes.audit_logs-benchraw2{tag}",
                "audit": f"logs-kubernetes.audit_logs-bench{tag}", "falco": f"logs-falco.alerts-bench{tag}"}
     try:
+        # The templates and the ingest pipeline first: the ceiling is measured on the same mappings
+        # as the job (without them a fresh node maps the raw documents dynamically and refuses some).
+        setup = subprocess.run([sys.executable, "-m", "pipeline.cli", "setup", "--es-url", url],
+                               capture_output=True, text=True)
+        if setup.returncode != 0:
+            raise SystemExit(f"kubehunt setup failed ({setup.returncode}):\n{setup.stderr[-3000:]}")
         docs = bench_es.ecs_documents(paths["audit"])
         raw1 = bench_es.raw_bulk(client, streams["raw1"], docs, 1000, 2)
         run = job(paths, tmp / "es", ["--es-url", url, "--audit-index", streams["audit"],
