@@ -246,23 +246,34 @@ cd "$WORK"
 export KUBEHUNT_SHARED_DATA=$SHARED KUBEHUNT_ES_URL=http://127.0.0.1:1 PYTHONDONTWRITEBYTECODE=1
 fail() { echo "$1 (log: $2):" >&2; tail -30 "$2" >&2; exit 1; }
 # mutmut's own time limit is CPU time: a mutant that makes a multi-process test wait forever (idle)
-# never reaches it. A mutant process older than MUTATION_WALL_TIMEOUT seconds gets SIGXCPU, which
-# mutmut records as a timeout, and the processes it started are ended.
+# never reaches it. A mutant process older than MUTATION_WALL_TIMEOUT seconds whose processes used
+# under 0.2 s of CPU in the last 5 minutes is hung (a niced run starved by other work still gets
+# some CPU, so it is not taken for one): it gets SIGXCPU, which mutmut records as a timeout, and
+# the processes it started are ended.
 WALL=${MUTATION_WALL_TIMEOUT:-600}
 descendants() { local c; for c in $(pgrep -P "$1"); do echo "$c"; descendants "$c"; done; }
+cpu_ticks() { local p; for p in "$@"; do awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null; done \
+  | awk '{t += $1} END {print t + 0}'; }
 watchdog() {
-  local runner=$1 child age kids
+  local runner=$1 child age tree
+  declare -A history=()
   while kill -0 "$runner" 2>/dev/null; do
     for child in $(pgrep -P "$runner"); do
       age=$(ps -o etimes= -p "$child" 2>/dev/null | tr -d ' ')
-      if [ -n "$age" ] && [ "$age" -gt "$WALL" ]; then
-        kids=$(descendants "$child")
-        echo "wall timeout after ${age}s: $(ps -o args= -p "$child")" >> "$WORK/watchdog.log"
+      tree="$child $(descendants "$child")"
+      # shellcheck disable=SC2086
+      history[$child]="${history[$child]:-} $(cpu_ticks $tree)"
+      read -r -a samples <<< "${history[$child]}"
+      local n=${#samples[@]}
+      if [ "$n" -gt 10 ] && [ -n "$age" ] && [ "$age" -gt "$WALL" ] \
+         && [ $((samples[n - 1] - samples[n - 11])) -lt 20 ]; then
+        echo "hung (idle) after ${age}s: $(ps -o args= -p "$child")" >> "$WORK/watchdog.log"
         kill -XCPU "$child" 2>/dev/null; sleep 1
-        [ -z "$kids" ] || kill $kids 2>/dev/null || true
+        # shellcheck disable=SC2086
+        [ "$tree" = "$child " ] || kill ${tree#"$child"} 2>/dev/null || true
       fi
     done
-    sleep 10
+    sleep "${WATCH_EVERY:-30}"
   done
 }
 # mutmut run ARGS... with the watchdog; its output goes to LOG.
