@@ -60,3 +60,27 @@ def test_run_with_an_unknown_beam_option_exits_2_naming_only_the_flag(tmp_path, 
     err = capsys.readouterr().err
     assert err.startswith("kubehunt: error: unknown option(s): --no-such-option (see `kubehunt run --help`")
     assert SECRET not in err
+
+
+def test_a_runner_failure_exits_1_in_one_line_and_deletes_only_the_temp_folders_of_this_run(
+        tmp_path, capsys, monkeypatch):
+    import apache_beam as beam
+
+    out = tmp_path / "out"
+    (out / "beam-temp-of-an-earlier-run").mkdir(parents=True)
+
+    def failing_run(self, *args, **kwargs):
+        # What a file sink leaves when its worker fails mid-write, then the runner's error.
+        (out / "beam-temp-events-123").mkdir()
+        raise RuntimeError("Pipeline failed:\nTraceback ...\nOSError: [Errno 28] No space left on device "
+                           "[while running 'WriteEvents']")
+
+    monkeypatch.setattr(beam.Pipeline, "run", failing_run)
+    code = run_cli("run", "--audit", DEMO / "audit.log", "--output-dir", out, "--summary-json", tmp_path / "s.json")
+    assert code == 1
+    err = capsys.readouterr().err
+    assert err.endswith("kubehunt: run failed: OSError: [Errno 28] No space left on device (writes are idempotent: "
+                        "re-run the same input once the cause is fixed)\n")
+    assert sorted(p.name for p in out.iterdir()) == ["beam-temp-of-an-earlier-run"]
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["balanced"] is False and "No space left on device" in summary["failed"]

@@ -132,3 +132,59 @@ def test_text_that_starts_like_bzip2_is_text(head):
                                             (b"BZh91AY&SY", "bzip2"), (b"BZh1\x17\x72\x45\x38\x50\x90", "bzip2")])
 def test_compression_magic(head, kind):
     assert sniff_compression(head) == kind
+
+
+def test_zstd_is_read_through_frame_after_frame_and_a_cut_one_is_a_dead_letter(tmp_path):
+    import zstandard
+
+    body = b"".join(b'{"n":%d}\n' % i for i in range(3000))
+    packed = zstandard.ZstdCompressor().compress(body[:9000]) + zstandard.ZstdCompressor().compress(body[9000:])
+    path = tmp_path / "audit.log"
+    path.write_bytes(packed)
+    chunks, dead = whole(path, chunk_lines=10_000)
+    assert chunks == [(1, body.splitlines(keepends=True))] and dead == []
+    path.write_bytes(packed[:-20])   # the second frame cut short
+    chunks, dead = whole(path, chunk_lines=10_000)
+    read = sum(len(c) for _, c in chunks)
+    assert 0 < read < 3000 and [d["line"] for d in dead] == [read + 1]
+    assert "EOFError: zstd stream ended inside a frame (truncated)" in dead[0]["reason"]
+
+
+def test_plain_text_named_gz_is_split_like_any_text(tmp_path):
+    path = tmp_path / "audit.log.gz"
+    path.write_bytes(b"0123456789\n" * 10)
+    assert plan_splits(str(path), 110, 55) == [Split(str(path), 0, 55, 1), Split(str(path), 55, 110, 6)]
+
+
+def test_line_numbers_count_blank_lines_at_a_boundary(tmp_path):
+    path = tmp_path / "audit.log"
+    # 5 lines of 11 bytes, then 5 blank lines, then 5 lines of 11 bytes (115 bytes): the boundary at
+    # 55 is followed by blank lines, which still count.
+    path.write_bytes(b"0123456789\n" * 5 + b"\n" * 5 + b"abcdefghij\n" * 5)
+    splits = plan_splits(str(path), path.stat().st_size, 55)
+    assert [(s.start, s.end, s.first_line) for s in splits] == [(0, 55, 1), (55, 115, 6)]
+    chunks, dead = ranges(path, 55, chunk_lines=100)
+    assert [(first, len(c)) for first, c in chunks] == [(1, 5), (11, 5)] and dead == []
+
+
+def test_ranges_past_the_first_read_block_keep_exact_line_numbers(tmp_path):
+    from transforms import split
+
+    path = tmp_path / "audit.log"
+    line = b'{"pad":"' + b"x" * 1013 + b'"}\n'    # 1 KiB lines
+    path.write_bytes(line * (12 * 1024))        # 12 MiB: past the planner's 8 MiB read block
+    assert path.stat().st_size > split._BLOCK
+    splits = plan_splits(str(path), path.stat().st_size, 3 * 2**20)
+    assert [(s.start, s.first_line) for s in splits] == [(i * 3 * 2**20, i * 3 * 1024 + 1) for i in range(4)]
+
+
+def test_a_range_whose_file_vanished_is_a_dead_letter_naming_its_first_line(tmp_path):
+    path = tmp_path / "audit.log"
+    path.write_bytes(b"0123456789\n" * 10)
+    splits = plan_splits(str(path), 110, 55)
+    path.unlink()
+    fn = ReadSplitFn("audit")
+    fn.setup()
+    chunks, dead = _split_outputs(fn.process(splits[1]))
+    assert chunks == [] and [(d["line"], d["stage"]) for d in dead] == [(6, "read")]
+    assert dead[0]["reason"].startswith("input unreadable after line 5: FileNotFoundError: ")
