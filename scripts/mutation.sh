@@ -46,7 +46,7 @@ SAMPLE_BY=${MUTATION_SAMPLE_BY:-package}   # package: a sub-package (transforms/
 # measured are skipped. (More fast files exist, e.g. tests/test_backfill.py or test_read_content.py;
 # each pipeline-level test file multiplies the time of every surviving mutant, so they are left out.)
 TESTS=${MUTATION_TESTS:-tests/test_cli_run.py tests/test_cli_es_options.py tests/test_pipeline.py tests/test_read.py
-tests/test_parse.py tests/test_ecs.py tests/test_hunts.py tests/test_correlate_extract.py tests/test_incident_cli.py
+tests/test_parse.py tests/test_ecs.py tests/test_hunts.py tests/test_correlate_extract.py
 tests/test_conformance.py tests/test_validate.py tests/test_split.py
 tests/test_option_values.py tests/test_summary_counts.py tests/test_index_names.py tests/test_line_limits.py
 tests/test_exit_codes.py tests/test_node_reachability.py}
@@ -245,12 +245,13 @@ SHARED=${KUBEHUNT_SHARED_DATA:-$ROOT/../shared/data}
 cd "$WORK"
 export KUBEHUNT_SHARED_DATA=$SHARED KUBEHUNT_ES_URL=http://127.0.0.1:1 PYTHONDONTWRITEBYTECODE=1
 fail() { echo "$1 (log: $2):" >&2; tail -30 "$2" >&2; exit 1; }
-# mutmut's own time limit is CPU time: a mutant that makes a multi-process test wait forever (idle)
-# never reaches it. A mutant process older than MUTATION_WALL_TIMEOUT seconds whose processes used
-# under 0.2 s of CPU in the last 5 minutes is hung (a niced run starved by other work still gets
-# some CPU, so it is not taken for one): it gets SIGXCPU, which mutmut records as a timeout, and
-# the processes it started are ended.
-WALL=${MUTATION_WALL_TIMEOUT:-600}
+# mutmut's own time limit is CPU time: a test that waits forever (idle) never reaches it. Beam's
+# multi-process DirectRunner does that in mutmut's forked workers (its gRPC is not fork-safe: the
+# workers start, then nothing happens), so tests/test_incident_cli.py is not in the list above. A
+# mutant process older than MUTATION_WALL_TIMEOUT seconds whose processes used under 0.2 s of CPU
+# in the last minute is taken as hung (a niced run starved by other work still gets some CPU): it
+# gets SIGXCPU, which mutmut records as a timeout, and the processes it started are ended.
+WALL=${MUTATION_WALL_TIMEOUT:-120}
 descendants() { local c; for c in $(pgrep -P "$1"); do echo "$c"; descendants "$c"; done; }
 cpu_ticks() { local p; for p in "$@"; do awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null; done \
   | awk '{t += $1} END {print t + 0}'; }
@@ -265,15 +266,15 @@ watchdog() {
       history[$child]="${history[$child]:-} $(cpu_ticks $tree)"
       read -r -a samples <<< "${history[$child]}"
       local n=${#samples[@]}
-      if [ "$n" -gt 10 ] && [ -n "$age" ] && [ "$age" -gt "$WALL" ] \
-         && [ $((samples[n - 1] - samples[n - 11])) -lt 20 ]; then
+      if [ "$n" -gt 4 ] && [ -n "$age" ] && [ "$age" -gt "$WALL" ] \
+         && [ $((samples[n - 1] - samples[n - 5])) -lt 20 ]; then
         echo "hung (idle) after ${age}s: $(ps -o args= -p "$child")" >> "$WORK/watchdog.log"
         kill -XCPU "$child" 2>/dev/null; sleep 1
         # shellcheck disable=SC2086
         [ "$tree" = "$child " ] || kill ${tree#"$child"} 2>/dev/null || true
       fi
     done
-    sleep "${WATCH_EVERY:-30}"
+    sleep "${WATCH_EVERY:-15}"
   done
 }
 # mutmut run ARGS... with the watchdog; its output goes to LOG.
