@@ -37,8 +37,13 @@ def _split_outputs(outputs):
         if hasattr(out, "tag"):
             dead.append(out.value["kubehunt"]["dead_letter"])
         else:
-            chunks.append((out[2], [line for line in out[3] if line]))
+            chunks.append((out[2], list(out[3])))
     return chunks, dead
+
+
+def numbered(chunks):
+    """(line number, line) as the per-event stage sees them: first + offset, placeholders skipped."""
+    return [(first + i, line) for first, lines in chunks for i, line in enumerate(lines) if line]
 
 
 def line_of(n: int, newline: bool = True) -> bytes:
@@ -64,18 +69,20 @@ def test_iter_lines_keeps_a_line_of_exactly_the_limit_and_numbers_from_one(edge_
 @pytest.mark.parametrize("read", [whole, lambda p, **kw: ranges(p, 40, **kw)], ids=["whole", "ranges"])
 def test_one_byte_over_the_limit_is_dead_lettered_with_its_line_number(edge_file, read):
     chunks, dead = read(edge_file, max_line_bytes=LIMIT, chunk_lines=100)
-    lines = [(first + i, len(line)) for first, chunk in chunks for i, line in enumerate(chunk)]
-    assert lines == [(1, 2), (2, LIMIT + 1), (4, 2), (5, LIMIT)]
+    assert [(n, len(line)) for n, line in numbered(chunks)] == [(1, 2), (2, LIMIT + 1), (4, 2), (5, LIMIT)]
     assert [(d["line"], d["stage"]) for d in dead] == [(3, "read")]
     assert dead[0]["reason"] == f"line longer than {LIMIT} bytes (max_line_bytes); first 4 KiB kept"
 
 
-def test_whole_file_chunks_hold_chunk_lines_lines_and_restart_after_a_blank(tmp_path):
+def test_whole_file_chunks_hold_chunk_lines_lines_and_number_them_across_a_blank(tmp_path):
     path = tmp_path / "audit.log"
+    path.write_bytes(b"1\n2\n3\n4\n5\n")
+    chunks, dead = whole(path, chunk_lines=2)
+    assert chunks == [(1, [b"1\n", b"2\n"]), (3, [b"3\n", b"4\n"]), (5, [b"5\n"])] and dead == []
     path.write_bytes(b"1\n2\n3\n\n5\n6\n7\n")
     chunks, dead = whole(path, chunk_lines=2)
-    assert chunks == [(1, [b"1\n", b"2\n"]), (3, [b"3\n"]), (5, [b"5\n", b"6\n"]), (7, [b"7\n"])]
-    assert dead == []
+    assert numbered(chunks) == [(n, b"%d\n" % n) for n in (1, 2, 3, 5, 6, 7)] and dead == []
+    assert all(lines[0] for _, lines in chunks)   # a chunk starts on a line, not a placeholder
 
 
 def test_a_truncated_gzip_names_the_line_after_the_last_one_read(tmp_path):
@@ -164,7 +171,7 @@ def test_line_numbers_count_blank_lines_at_a_boundary(tmp_path):
     splits = plan_splits(str(path), path.stat().st_size, 55)
     assert [(s.start, s.end, s.first_line) for s in splits] == [(0, 55, 1), (55, 115, 6)]
     chunks, dead = ranges(path, 55, chunk_lines=100)
-    assert [(first, len(c)) for first, c in chunks] == [(1, 5), (11, 5)] and dead == []
+    assert [n for n, _ in numbered(chunks)] == [1, 2, 3, 4, 5, 11, 12, 13, 14, 15] and dead == []
 
 
 def test_ranges_past_the_first_read_block_keep_exact_line_numbers(tmp_path):
