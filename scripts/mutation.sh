@@ -248,13 +248,15 @@ fail() { echo "$1 (log: $2):" >&2; tail -30 "$2" >&2; exit 1; }
 # mutmut's own time limit is CPU time: a test that waits forever (idle) never reaches it. Beam's
 # multi-process DirectRunner does that in mutmut's forked workers (its gRPC is not fork-safe: the
 # workers start, then nothing happens), so tests/test_incident_cli.py is not in the list above. A
-# mutant process older than MUTATION_WALL_TIMEOUT seconds whose processes used under 0.2 s of CPU
-# in the last minute is taken as hung (a niced run starved by other work still gets some CPU): it
+# mutant process older than MUTATION_WALL_TIMEOUT seconds whose processes ran or waited to run for
+# under 2 s in the last minute is taken as hung (a niced run starved by other work waits): it
 # gets SIGXCPU, which mutmut records as a timeout, and the processes it started are ended.
 WALL=${MUTATION_WALL_TIMEOUT:-120}
 descendants() { local c; for c in $(pgrep -P "$1"); do echo "$c"; descendants "$c"; done; }
-cpu_ticks() { local p; for p in "$@"; do awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null; done \
-  | awk '{t += $1} END {print t + 0}'; }
+# Time on a CPU plus time waiting for one (ms, /proc/PID/schedstat): a starved process waits, a hung
+# one does neither (its gRPC threads poll for well under a second a minute).
+run_and_wait_ms() { local p; for p in "$@"; do cat "/proc/$p/schedstat" 2>/dev/null; done \
+  | awk '{t += $1 + $2} END {printf "%d\n", t / 1e6}'; }
 watchdog() {
   local runner=$1 child age tree
   declare -A history=()
@@ -263,11 +265,11 @@ watchdog() {
       age=$(ps -o etimes= -p "$child" 2>/dev/null | tr -d ' ')
       tree="$child $(descendants "$child")"
       # shellcheck disable=SC2086
-      history[$child]="${history[$child]:-} $(cpu_ticks $tree)"
+      history[$child]="${history[$child]:-} $(run_and_wait_ms $tree)"
       read -r -a samples <<< "${history[$child]}"
       local n=${#samples[@]}
       if [ "$n" -gt 4 ] && [ -n "$age" ] && [ "$age" -gt "$WALL" ] \
-         && [ $((samples[n - 1] - samples[n - 5])) -lt 20 ]; then
+         && [ $((samples[n - 1] - samples[n - 5])) -lt 2000 ]; then
         echo "hung (idle) after ${age}s: $(ps -o args= -p "$child")" >> "$WORK/watchdog.log"
         kill -XCPU "$child" 2>/dev/null; sleep 1
         # shellcheck disable=SC2086
