@@ -180,3 +180,22 @@ def test_files_on_a_non_local_beam_filesystem_are_read_once_by_path_with_compres
     dead = [d["kubehunt"]["dead_letter"] for d in read_ndjson(out, "dead-letters")]
     assert [(d["origin"], d["line"]) for d in dead] == [(b, 4)]   # the path as given: no local resolving
     assert file_identity(a) == (("path", a), a)
+
+
+@pytest.mark.parametrize("split", [None, "300"], ids=["whole-file", "byte-ranges"])
+def test_lines_read_counts_every_non_blank_line_when_blanks_and_long_lines_sit_inside_chunks(tmp_path, split):
+    # Blank and oversized lines inside a chunk leave placeholders there; the books count lines read
+    # without them (the same survivors of scripts/mutation.sh: `skipped` miscounted, added or set).
+    long_line = b'{"kind":"Event","pad":"' + b"x" * 600 + b'"}\n'
+    body = (lines(2) + b"\n" + lines(1, 2) + b"\n  \n" + lines(2, 3) + long_line + lines(1, 5) + b"\n"
+            + lines(3, 6) + b"\n")
+    (tmp_path / "a.log").write_bytes(body)
+    extra = ["--split-bytes", split] if split else []
+    code, summary, out = run_to_dir(tmp_path, "--audit", str(tmp_path / "a.log"), "--chunk-lines", "3",
+                                    "--max-line-bytes", "500", *extra)
+    assert code == 0
+    assert audit_ids(out) == sorted(f"a-{i}" for i in range(9))
+    assert summary["lines_read"]["audit"] == 10            # 9 events + the long line
+    assert summary["blank_lines_skipped"]["audit"] == 5    # lines 3, 5, 6, 11, 15
+    [dead] = read_ndjson(out, "dead-letters")
+    assert dead["kubehunt"]["dead_letter"]["line"] == 9    # lines: 1-2, blank, 4, blank x2, 7-8, long
