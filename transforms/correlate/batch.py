@@ -10,7 +10,7 @@ each alert's final incident from every action of its SA inside its window. Here:
 2. ``ShareActionsFn``: a batch of actions of bucket b also goes to the buckets before it whose
    alerts' windows reach into b (``ceil(window / bucket)`` of them);
 3. ``JoinAndAssembleFn``, keyed by (SA, bucket): every alert of the bucket finds all its actions in
-   the group and becomes its final incident there (``build_incident``, the streaming join's own).
+   the group and becomes its final incident there (``final_incident``, the streaming join's own).
 
 No per-key state: no state reads and writes (each a request to the runner, a round trip between
 processes on ``multi_processing``, and a value the SDK's state cache weighs), and no pair per
@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import apache_beam as beam
 
-from transforms.correlate.incident import base_version, build_incident
+from transforms.correlate.incident import final_incident
 from transforms.correlate.messages import Actions, AlertSeen, Pair, Resolution
-from transforms.correlate.resolve import UNRESOLVED, decide
+from transforms.correlate.resolve import UNRESOLVED, add_fact, decide
 
 
 class ResolvePodGroupFn(beam.DoFn):
@@ -46,10 +46,7 @@ class ResolvePodGroupFn(beam.DoFn):
             if type(value) is AlertSeen:
                 alerts.setdefault(value.alert_id, value)   # the same alert shipped twice counts once
             else:
-                key = (value.source, value.sa)
-                known = facts.get(key)
-                if known is None or value.t_ms < known:
-                    facts[key] = value.t_ms
+                add_fact(facts, value)
         for alert_id, alert in alerts.items():
             best = decide(facts, ns, alert.t_ms, self._window_ms, self._assume_default)
             if best is None:
@@ -96,8 +93,6 @@ class JoinAndAssembleFn(beam.DoFn):
         for alert_id, resolution in alerts.items():
             a_ms = resolution.t_ms
             hits = [a for a in actions if a_ms <= a.t_ms <= a_ms + window]
-            doc = build_incident(alert_id, resolution, [Pair(sa, hits)], 0) if hits else None
+            doc = final_incident(alert_id, resolution, [Pair(sa, hits)]) if hits else None
             if doc is not None:
-                incident = doc["kubehunt"]["incident"]
-                incident["version"] = base_version(incident["action_count"], resolution.rank)
                 yield True, doc

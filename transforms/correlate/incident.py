@@ -71,6 +71,16 @@ def base_version(action_count: int, rank: int) -> int:
     return action_count * 4 + rank
 
 
+def final_incident(alert_id: str, resolution: Resolution, pairs: Iterable[Pair]) -> dict | None:
+    """``build_incident`` with the version its content gives (``base_version``): the only version a
+    batch run publishes, and the first one of a streaming run."""
+    doc = build_incident(alert_id, resolution, pairs, 0)
+    if doc is not None:
+        inc = doc["kubehunt"]["incident"]
+        inc["version"] = base_version(inc["action_count"], resolution.rank)
+    return doc
+
+
 def _new_progress() -> dict:
     return {"counts": {}, "confirmed": {}, "emitted": None}
 
@@ -131,13 +141,13 @@ class AssembleIncidentFn(beam.DoFn):
 
     def _emit(self, alert_id, resolution, pairs, progress, final: bool = False):
         emitted = progress["emitted"]
-        doc = build_incident(alert_id, resolution, pairs, 0)
+        doc = final_incident(alert_id, resolution, pairs)
         if doc is None:
             return None
         inc = doc["kubehunt"]["incident"]
         state = {"sa": resolution.sa, "source": resolution.source, "confirmed": inc["confirmed"],
                  "count": inc["action_count"]}
-        version = base_version(inc["action_count"], resolution.rank)
+        version = inc["version"]
         if emitted is not None:
             same = all(emitted[k] == state[k] for k in state)
             if same and not final:

@@ -1,8 +1,9 @@
 """The join's stages and their wiring: route -> resolve (``resolve``) -> interval join -> assemble
 (``incident``). ``STAGES`` is the one definition of the wiring: ``CorrelateByServiceAccount`` builds
 the Beam graph from it, and the streaming harness (``tests/builders/join_harness.py``, run by
-``scripts/bench_correlate.py``) drives the same DoFns through the same channels. A bounded input without early versions takes ``BATCH_STAGES``
-(``batch``): the same router, then resolve, join and assemble on two GroupByKeys instead of keyed state.
+``scripts/bench_correlate.py``) drives the same DoFns through the same channels. A bounded input
+without early versions takes ``BATCH_STAGES`` (``batch``): the same router, then resolve, join and
+assemble on two GroupByKeys instead of keyed state.
 
 Every stateful stage runs in the global window with event-time timers only for garbage collection,
 so it behaves the same on batch and streaming runners.
@@ -163,6 +164,11 @@ class JoinStage:
     grouped: bool = False                          # the DoFn takes (key, values) from a GroupByKey
 
 
+# Deterministic key coders of the keyed stages: (ns, pod), (SA, bucket), alert id.
+_POD_KEY = typing.Tuple[typing.Tuple[str, str], typing.Any]
+_BUCKET_KEY = typing.Tuple[typing.Tuple[str, int], typing.Any]
+_ALERT_KEY = typing.Tuple[str, typing.Any]
+
 STAGES: tuple[JoinStage, ...] = (
     JoinStage("RouteCorrelationElements", lambda s: RouteCorrelationElementsFn(s.bucket_ms),
               ("elements",), ((RouteCorrelationElementsFn.POD, "by_pod"),
@@ -170,18 +176,13 @@ STAGES: tuple[JoinStage, ...] = (
     JoinStage("ResolvePodServiceAccount",
               lambda s: ResolvePodFn(s.window_ms, s.lateness_ms, s.bucket_ms, s.assume_default_sa),
               ("by_pod", "inventory"), ((MAIN, "alert_copies"), (ResolvePodFn.RESOLUTIONS, "resolutions"),
-                                        (UNRESOLVED, "unresolved")),
-              typing.Tuple[typing.Tuple[str, str], typing.Any]),
+                                        (UNRESOLVED, "unresolved")), _POD_KEY),
     JoinStage("JoinWithinWindow", lambda s: JoinWindowFn(s.window_ms, s.lateness_ms, s.bucket_ms),
-              ("alert_copies", "actions"), ((MAIN, "pairs"),),
-              typing.Tuple[typing.Tuple[str, int], typing.Any]),
+              ("alert_copies", "actions"), ((MAIN, "pairs"),), _BUCKET_KEY),
     JoinStage("AssembleIncidents", lambda s: AssembleIncidentFn(s.window_ms, s.lateness_ms, s.early),
-              ("resolutions", "pairs"), ((MAIN, "versions"),), typing.Tuple[str, typing.Any]),
+              ("resolutions", "pairs"), ((MAIN, "versions"),), _ALERT_KEY),
 )
 
-
-_POD_KEY = typing.Tuple[typing.Tuple[str, str], typing.Any]
-_BUCKET_KEY = typing.Tuple[typing.Tuple[str, int], typing.Any]
 
 BATCH_STAGES: tuple[JoinStage, ...] = (
     STAGES[0],

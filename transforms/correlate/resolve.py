@@ -31,6 +31,17 @@ def buckets(t_ms: int, window_ms: int, bucket_ms: int) -> range:
     return range(t_ms // bucket_ms, (t_ms + window_ms) // bucket_ms + 1)
 
 
+def add_fact(facts: dict, fact) -> bool:
+    """Keep the earliest time per (source, SA) of a pod's facts, the only thing ``decide`` reads;
+    True when ``fact`` changed ``facts``."""
+    key = (fact.source, fact.sa)
+    known = facts.get(key)
+    if known is not None and known <= fact.t_ms:
+        return False
+    facts[key] = fact.t_ms
+    return True
+
+
 def decide(facts: dict, ns: str, t_ms: int, window_ms: int, assume_default: bool):
     """Pick the pod's SA for an alert at t from facts {(source, sa): earliest time}.
 
@@ -111,10 +122,8 @@ class ResolvePodFn(beam.DoFn):
         alerts = alerts_state.read() or {}
         is_alert = type(value) is AlertSeen
         if not is_alert:
-            known = facts.get((value.source, value.sa))
-            if known is not None and known <= value.t_ms:
+            if not add_fact(facts, value):
                 return
-            facts[(value.source, value.sa)] = value.t_ms
             facts_state.write(facts)
             todo = list(alerts)
         else:
