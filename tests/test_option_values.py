@@ -25,7 +25,7 @@ def test_defaults_are_the_documented_ones():
     cfg = config()
     assert (cfg.audit, cfg.falco, cfg.pods, cfg.output_dir, cfg.summary_json) == ((AUDIT,), (), None, None, None)
     assert cfg.chunk_lines == 1000
-    assert cfg.split_bytes == 32 * 2**20 and cfg.max_line_bytes == 8 * 2**20
+    assert cfg.split_bytes == 8 * 2**20 and cfg.max_line_bytes == 8 * 2**20
     assert cfg.spread_chunks is False and cfg.setup_destinations is True and cfg.assume_default_sa is False
     assert cfg.correlation_window == timedelta(minutes=30) and cfg.allowed_lateness == timedelta(minutes=10)
     assert cfg.process.correlate is True and cfg.process.keep_original is False

@@ -90,9 +90,10 @@ class JoinAndAssembleFn(beam.DoFn):
         if not actions:
             return
         window = self._window_ms
+        views: dict = {}   # the alerts of a group share most of their actions (incident.build_incident)
         for alert_id, resolution in alerts.items():
             a_ms = resolution.t_ms
             hits = [a for a in actions if a_ms <= a.t_ms <= a_ms + window]
-            doc = final_incident(alert_id, resolution, [Pair(sa, hits)]) if hits else None
+            doc = final_incident(alert_id, resolution, [Pair(sa, hits)], views) if hits else None
             if doc is not None:
                 yield True, doc
