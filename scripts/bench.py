@@ -18,6 +18,11 @@ bodies, a hot service account, Falco alert bursts with planted chains, a pod inv
   growth      the 1-worker job at each ``--growth`` size: events/s and peak RSS
   es          with ``--es-url``: the job into Elasticsearch next to the node's raw ``_bulk`` ceiling for
               the same documents, measured before and after it in the same run (``scripts/bench_es.py``)
+
+Every run also reports CPU time per event (user + system of the whole process tree, from
+``getrusage(RUSAGE_CHILDREN)``; the node's from its ``_nodes/stats``): unlike events/s it does not
+move with the machine's load, and it tells what bounds the end-to-end row when the job and the node
+share the machine's cores: at most ``node / (node + job)`` of the ceiling, per document.
 """
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ import json
 import os
 import platform
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -90,8 +96,26 @@ def _rss_kb(pid: int) -> int:
     return 0
 
 
+def _children_cpu_s() -> float:
+    """CPU seconds of every finished descendant: a worker process reaped by the job's driver counts
+    in the driver's children, and so in ours once the driver is reaped."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _node_cpu_ms(client) -> int:
+    """CPU milliseconds the cluster's processes have used so far (every node of it: a local node here)."""
+    stats = client.nodes.stats(metric="process", filter_path="nodes.*.process.cpu.total_in_millis")
+    return sum(node["process"]["cpu"]["total_in_millis"] for node in stats["nodes"].values())
+
+
+def _us_per(cpu_s: float, count: int) -> float:
+    return cpu_s / max(count, 1) * 1e6
+
+
 def run_measured(cmd: list[str]) -> dict:
     """Run ``cmd``; wall time, peak RSS of the whole process tree (sum) and of its largest process."""
+    cpu_before = _children_cpu_s()
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     peak = {"sum": 0, "max": 0, "processes": 1}
     done = threading.Event()
@@ -115,7 +139,8 @@ def run_measured(cmd: list[str]) -> dict:
     wall = time.perf_counter() - start
     done.set()
     sampler.join()
-    return {"wall": wall, "rss_sum_mib": peak["sum"] / 1024, "rss_max_mib": peak["max"] / 1024,
+    return {"wall": wall, "cpu_s": _children_cpu_s() - cpu_before,
+            "rss_sum_mib": peak["sum"] / 1024, "rss_max_mib": peak["max"] / 1024,
             "processes": peak["processes"], "rc": proc.returncode, "stdout": out.decode(), "stderr": err.decode()}
 
 
@@ -177,13 +202,22 @@ def es_end_to_end(paths: dict, url: str, tmp: Path, tag: str) -> dict:
         if setup.returncode != 0:
             raise SystemExit(f"kubehunt setup failed ({setup.returncode}):\n{setup.stderr[-3000:]}")
         docs = bench_es.ecs_documents(paths["audit"])
+        node = [_node_cpu_ms(client)]    # the node's CPU at each step: before, after raw1, job, raw2
         raw1 = bench_es.raw_bulk(client, streams["raw1"], docs, 1000, 2)
+        node.append(_node_cpu_ms(client))
         run = job(paths, tmp / "es", ["--es-url", url, "--audit-index", streams["audit"],
                                       "--falco-index", streams["falco"]])
+        node.append(_node_cpu_ms(client))
         raw2 = bench_es.raw_bulk(client, streams["raw2"], docs, 1000, 2)
+        node.append(_node_cpu_ms(client))
         client.indices.refresh(index=streams["audit"])
         indexed = client.count(index=streams["audit"])["count"]
-        return {"raw1": raw1, "raw2": raw2, "job": run, "indexed": indexed, "expected": len(docs)}
+        # Node CPU per document: raw rows index len(docs); the job indexes its events, incidents and
+        # dead letters (all of the job's documents, counted once: re-runs would add none).
+        raw_us = min(node[1] - node[0], node[3] - node[2]) * 1e3 / len(docs)
+        job_docs = run["events"] + run["summary"]["incidents"]["written"]
+        return {"raw1": raw1, "raw2": raw2, "job": run, "indexed": indexed, "expected": len(docs),
+                "node_raw_us": raw_us, "node_job_us": (node[2] - node[1]) * 1e3 / max(job_docs, 1)}
     finally:
         for stream in streams.values():
             client.options(ignore_status=404).indices.delete_data_stream(name=stream)
@@ -221,7 +255,8 @@ def main(argv=None) -> int:
              f"{alerts:,} Falco alerts, pod inventory; tests/builders/corpus.py generate_bench(seed=7)")
         base = floor(paths["audit"])
         fr = base["events_per_s"]
-        show(f"{'floor (floor_ecs.py)':<28}{fr:>10,.0f} events/s   1.00x   peak RSS {base['rss_sum_mib']:,.0f} MiB")
+        show(f"{'floor (floor_ecs.py)':<28}{fr:>10,.0f} events/s   1.00x   peak RSS {base['rss_sum_mib']:,.0f} MiB, "
+             f"CPU {_us_per(base['cpu_s'], base['events']):.1f} us/event")
         pb = playbook_hunts(paths["audit"])
         if pb is None:
             show(f"{'playbook grep | jq (4 hunts)':<28}   skipped (jq or the playbook not found)")
@@ -232,12 +267,14 @@ def main(argv=None) -> int:
         one = job(paths, tmp / "one", ["--output-dir", str(tmp / "one")])
         show(f"{'job, 1 worker':<28}{one['rate']:>10,.0f} events/s   {one['rate'] / fr:.2f}x   "
              f"peak RSS {one['rss_sum_mib']:,.0f} MiB (tree of {one['processes']}), "
+             f"CPU {_us_per(one['cpu_s'], one['events']):.1f} us/event, "
              f"{one['summary']['incidents']['written']:,} incidents, "
              f"books {'balanced' if one['summary']['balanced'] else 'NOT BALANCED'}")
         two = job(paths, tmp / "two", ["--output-dir", str(tmp / "two"), "--direct_running_mode=multi_processing",
                                        "--direct_num_workers=2"])
         show(f"{'job, 2 workers':<28}{two['rate']:>10,.0f} events/s   {two['rate'] / fr:.2f}x   "
              f"peak RSS {two['rss_sum_mib']:,.0f} MiB (tree of {two['processes']}; largest {two['rss_max_mib']:,.0f}), "
+             f"CPU {_us_per(two['cpu_s'], two['events']):.1f} us/event, "
              f"{two['rate'] / one['rate']:.2f}x of 1 worker, books "
              f"{'balanced' if two['summary']['balanced'] else 'NOT BALANCED'}")
         growth = []
@@ -254,9 +291,14 @@ def main(argv=None) -> int:
             es = es_end_to_end(paths, args.es_url, tmp, time.strftime("%Y%m%d%H%M%S"))
             ceiling = max(es["raw1"], es["raw2"])
             run = es["job"]
-            show(f"{'es raw _bulk ceiling':<28}{ceiling:>10,.0f} docs/s   (before {es['raw1']:,.0f}, after {es['raw2']:,.0f})")
+            job_us = _us_per(run["cpu_s"], run["events"])
+            bound = es["node_raw_us"] / (es["node_raw_us"] + job_us)
+            show(f"{'es raw _bulk ceiling':<28}{ceiling:>10,.0f} docs/s   (before {es['raw1']:,.0f}, after {es['raw2']:,.0f}); "
+                 f"node CPU {es['node_raw_us']:,.0f} us/document")
             show(f"{'es job end to end':<28}{run['rate']:>10,.0f} events/s   {run['rate'] / ceiling:.0%} of the ceiling, "
-                 f"{run['rate'] / fr:.2f}x the floor; {es['indexed']:,} of {es['expected']:,} audit documents indexed")
+                 f"{run['rate'] / fr:.2f}x the floor; {es['indexed']:,} of {es['expected']:,} audit documents indexed; "
+                 f"node CPU {es['node_job_us']:,.0f} us/document, job CPU {job_us:.0f} us/event: sharing the cores, "
+                 f"at most {bound:.0%} of the ceiling")
     show(f"{load()} at the end")
     return 0
 

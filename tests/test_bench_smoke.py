@@ -2,6 +2,7 @@
 what it measures)."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -15,3 +16,8 @@ def test_the_benchmark_runs_and_prints_every_row():
     for row in ("machine:", "corpus:", "floor", "job, 1 worker", "job, 2 workers", "growth 1,000", "growth 3,000"):
         assert row in proc.stdout, f"missing row {row!r} in:\n{proc.stdout}"
     assert "NOT BALANCED" not in proc.stdout
+    # CPU per event of the whole process tree (workers included): measured, so never zero.
+    for row in ("floor", "job, 1 worker", "job, 2 workers"):
+        line = next(line for line in proc.stdout.splitlines() if line.startswith(row))
+        cpu = re.search(r"CPU ([\d,.]+) us/event", line)
+        assert cpu and float(cpu.group(1).replace(",", "")) > 0, line
