@@ -54,3 +54,30 @@ def test_a_window_spanning_several_buckets_finds_every_action(tmp_path):
     grouped = _incidents(tmp_path, "small_buckets", elements_of(docs), str(pods), bucket=timedelta(minutes=10))
     assert len(grouped) >= 5
     assert sorted(summary(d) for d in grouped.values()) == oracle(docs, inventory)
+
+
+def test_incidents_of_one_group_share_action_entries_without_changing_them():
+    """JoinAndAssembleFn makes each action's entry once for all the incidents of its group; every
+    incident equals the one built alone (``final_incident`` without sharing), also when an action's
+    field is an unhashable client value (a dict for a verb)."""
+    from transforms.correlate.batch import JoinAndAssembleFn
+    from transforms.correlate.incident import final_incident
+    from transforms.correlate.messages import Action, Actions, Pair, Resolution
+
+    sa, t0, window = "system:serviceaccount:ns:sa", 1_700_000_000_000, 30 * 60_000
+    actions = [Action(sa, t0 + i * 61_000, f"id-{i}", {"not": "a verb"} if i == 3 else "get", "secrets",
+                      ("secret-access-unexpected-sa",), i % 5 == 0) for i in range(60)]
+    alerts = {f"alert-{k}": Resolution(1, sa, "pods", 3, "ns", "pod", t0 + k * 7 * 60_000, "Terminal shell")
+              for k in range(4)}
+    element = ((sa, 0), [Actions.of(actions[:30]), *alerts.items(), Actions.of(actions[30:])])
+    got = {doc["event"]["id"]: doc for final, doc in JoinAndAssembleFn(window).process(element)}
+    expected = {}
+    for alert_id, res in alerts.items():
+        hits = [a for a in actions if res.t_ms <= a.t_ms <= res.t_ms + window]
+        doc = final_incident(alert_id, res, [Pair(sa, hits)])
+        expected[doc["event"]["id"]] = doc
+    assert len(got) == 4 and orjson.dumps(got, option=orjson.OPT_SORT_KEYS) == orjson.dumps(expected, option=orjson.OPT_SORT_KEYS)
+    shared = {id(entry) for doc in got.values() for entry in doc["kubehunt"]["incident"]["actions"]}
+    listed = sum(len(doc["kubehunt"]["incident"]["actions"]) for doc in got.values())
+    assert len(shared) == len({a.event_id for a in actions if any(
+        r.t_ms <= a.t_ms <= r.t_ms + window for r in alerts.values())}) < listed

@@ -39,9 +39,11 @@ def iso_ms(t_ms: int) -> str:
 
 
 def _action_view(action, views: dict) -> dict:
-    view = views.get(action)
+    # Keyed by identity: the group's actions list holds every action for as long as `views` lives,
+    # and an action's fields are client data (a hostile verb may be a dict: unhashable).
+    view = views.get(id(action))
     if view is None:
-        view = views[action] = {"@timestamp": iso_ms(action.t_ms), "event_id": action.event_id,
+        view = views[id(action)] = {"@timestamp": iso_ms(action.t_ms), "event_id": action.event_id,
                                 "verb": action.verb, "resource": action.resource}
     return view
 
@@ -50,8 +52,9 @@ def build_incident(alert_id: str, resolution: Resolution, pairs: Iterable[Pair],
                    views: dict | None = None) -> dict | None:
     """The incident document of an alert from its resolution and its pairs (of any SA; others ignored).
 
-    ``views``: the actions' entries already made for other incidents of the same group (read-only
-    dicts shared by the documents): a burst of alerts in one pod lists the same actions again and
+    ``views``: the actions' entries already made for other incidents of the same group, by the
+    action's identity (read-only dicts shared by the documents; the caller keeps the actions alive
+    while it keeps ``views``): a burst of alerts in one pod lists the same actions again and
     again, up to tens of thousands of them per incident."""
     views = {} if views is None else views
     sa = resolution.sa
