@@ -212,8 +212,7 @@ def es_end_to_end(paths: dict, url: str, tmp: Path, tag: str) -> dict:
         node.append(_node_cpu_ms(client))
         client.indices.refresh(index=streams["audit"])
         indexed = client.count(index=streams["audit"])["count"]
-        # Node CPU per document: raw rows index len(docs); the job indexes its events, incidents and
-        # dead letters (all of the job's documents, counted once: re-runs would add none).
+        # Node CPU per document: the raw rows index len(docs) each; the job, its events and incidents.
         raw_us = min(node[1] - node[0], node[3] - node[2]) * 1e3 / len(docs)
         job_docs = run["events"] + run["summary"]["incidents"]["written"]
         return {"raw1": raw1, "raw2": raw2, "job": run, "indexed": indexed, "expected": len(docs),
